@@ -1,0 +1,347 @@
+// Config loading: defaults < YAML file < command-line flags, validated once, then frozen.
+// Every error names the field (flag or YAML path) and the bad value.
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { parse as parseYaml } from 'yaml';
+import { ConfigError } from '../shared/errors';
+import { parseDuration, parseSize } from '../shared/units';
+import { OPTIONS, OPTION_BY_NAME, type OptionSpec } from './options';
+
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface Backend {
+  /** As written by the operator, for logs and metrics labels. */
+  readonly url: string;
+  /** scheme://host:port, what undici connects to. */
+  readonly origin: string;
+  readonly weight: number;
+  readonly backup: boolean;
+}
+
+export interface RouteConfig {
+  readonly name: string;
+  /** Lower-case host without port; "*.example.com" matches subdomains; null matches any host. */
+  readonly host: string | null;
+  /** Path prefix, matched on segment boundaries ("/api" matches "/api" and "/api/x", not "/apix"). */
+  readonly path: string;
+  readonly backends: readonly Backend[];
+  readonly connectTimeoutMs: number;
+  readonly headersTimeoutMs: number;
+  readonly bodyTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly maxBodySize: number;
+  readonly poolConnections: number;
+  readonly pipelining: number;
+}
+
+export interface GatewayConfig {
+  readonly configFile: string | null;
+  readonly listen: HostPort;
+  readonly admin: HostPort | null;
+  readonly workers: number;
+  readonly drainTimeoutMs: number;
+  readonly maxHeaderSize: number;
+  readonly trustedProxies: readonly string[];
+  readonly demoOrigin: HostPort | null;
+  readonly allowJsFallback: boolean;
+  /** Most specific first: routes with a host before those without, longer paths first. */
+  readonly routes: readonly RouteConfig[];
+}
+
+/** Raw settings keyed by option name, before validation. */
+export type RawSettings = Record<string, unknown>;
+
+export interface ParsedArgs {
+  readonly settings: RawSettings;
+  readonly help: boolean;
+  readonly version: boolean;
+}
+
+/** Parse argv (without node and script). Throws ConfigError naming the flag. */
+export function parseArgs(argv: readonly string[]): ParsedArgs {
+  const settings: RawSettings = {};
+  for (let i = 0; i < argv.length; i++) {
+    const token = argv[i];
+    if (!token.startsWith('--')) throw new ConfigError(token, 'unexpected argument (flags start with --; see --help)');
+    const eq = token.indexOf('=');
+    const name = eq === -1 ? token.slice(2) : token.slice(2, eq);
+    const spec = OPTION_BY_NAME.get(name);
+    if (!spec) throw new ConfigError(`--${name}`, 'unknown flag (see --help)');
+    let value: string | boolean;
+    if (eq !== -1) value = token.slice(eq + 1);
+    else if (spec.kind === 'bool') value = true;
+    else {
+      if (i + 1 >= argv.length) throw new ConfigError(`--${name}`, `needs a value ${spec.arg ?? ''}`.trim());
+      value = argv[++i];
+    }
+    if (spec.kind === 'url-list' || spec.kind === 'list') {
+      const list = (settings[name] as string[] | undefined) ?? [];
+      list.push(String(value));
+      settings[name] = list;
+    } else {
+      settings[name] = value;
+    }
+  }
+  const help = settings.help !== undefined && toBool(settings.help, '--help');
+  const version = settings.version !== undefined && toBool(settings.version, '--version');
+  delete settings.help;
+  delete settings.version;
+  return { settings, help, version };
+}
+
+/** Read and parse a YAML config file into raw settings. Unknown keys are refused. */
+export function readConfigFile(file: string): RawSettings {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError('config', `cannot read ${file}: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError('config', `${file} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError('config', `${file} must be a YAML mapping of settings`);
+  const raw = doc as RawSettings;
+  for (const key of Object.keys(raw)) {
+    if (key === 'routes') continue;
+    const spec = OPTION_BY_NAME.get(key);
+    if (!spec || spec.cliOnly) throw new ConfigError(key, `unknown config key in ${file}`);
+  }
+  return raw;
+}
+
+/** Merge defaults < file < flags, validate every field, and freeze the result. */
+export function loadConfig(argv: readonly string[]): GatewayConfig & { help: boolean; version: boolean } {
+  const args = parseArgs(argv);
+  if (args.help || args.version) return { ...buildConfig({ 'demo-origin': 'off', upstream: ['http://127.0.0.1:1'] }, null), help: args.help, version: args.version };
+  const file = typeof args.settings.config === 'string' ? args.settings.config : null;
+  const fromFile = file ? readConfigFile(file) : {};
+  const merged: RawSettings = { ...fromFile, ...args.settings };
+  delete merged.config;
+  return { ...buildConfig(merged, file), help: false, version: false };
+}
+
+/** Validate merged raw settings into a frozen GatewayConfig. Exported for tests. */
+export function buildConfig(raw: RawSettings, configFile: string | null): GatewayConfig {
+  const get = (name: string) => setting(raw, name, name);
+  const demoOrigin = get('demo-origin') as HostPort | null;
+  const routeDefaults: RawSettings = {};
+  for (const spec of OPTIONS) if (spec.perRoute) routeDefaults[spec.name] = raw[spec.name];
+
+  const routes: RouteConfig[] = [];
+  if (raw.routes !== undefined) {
+    if (!Array.isArray(raw.routes)) throw new ConfigError('routes', 'must be a list of routes');
+    raw.routes.forEach((r, i) => routes.push(buildRoute(r, `routes[${i}]`, routeDefaults, i)));
+  }
+  let upstreams = raw.upstream as unknown;
+  if (upstreams === undefined && routes.length === 0 && demoOrigin) upstreams = [`http://${formatHostPort(demoOrigin)}`];
+  if (upstreams !== undefined) {
+    routes.push(buildRoute({ name: 'default', path: '/', upstream: upstreams }, 'upstream', routeDefaults, routes.length));
+  }
+  if (routes.length === 0) {
+    throw new ConfigError('upstream', 'no backend configured: pass --upstream URL, or set upstream or routes in the config file');
+  }
+  const names = new Set<string>();
+  for (const r of routes) {
+    if (names.has(r.name)) throw new ConfigError('routes', `route name "${r.name}" is used twice`);
+    names.add(r.name);
+  }
+  routes.sort(routeOrder);
+
+  const trusted = (get('trusted-proxy') as string[] | undefined) ?? [];
+  for (const ip of trusted) if (!isIP(ip)) throw new ConfigError('trusted-proxy', `"${ip}" is not an IP address`);
+
+  return deepFreeze({
+    configFile,
+    listen: get('listen') as HostPort,
+    admin: get('admin') as HostPort | null,
+    workers: get('workers') as number,
+    drainTimeoutMs: get('drain-timeout') as number,
+    maxHeaderSize: get('max-header-size') as number,
+    trustedProxies: trusted,
+    demoOrigin,
+    allowJsFallback: get('allow-js-fallback') as boolean,
+    routes,
+  });
+}
+
+function buildRoute(input: unknown, field: string, defaults: RawSettings, index: number): RouteConfig {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new ConfigError(field, 'must be a mapping with path and upstream');
+  }
+  const r = input as RawSettings;
+  for (const key of Object.keys(r)) {
+    if (key === 'name' || key === 'host' || key === 'path' || key === 'upstream') continue;
+    if (!OPTION_BY_NAME.get(key)?.perRoute) throw new ConfigError(`${field}.${key}`, 'unknown route key (allowed: name, host, path, upstream and the per-route settings in --help)');
+  }
+  const path = r.path === undefined ? '/' : r.path;
+  if (typeof path !== 'string' || !path.startsWith('/') || /[?#\s]/.test(path)) {
+    throw new ConfigError(`${field}.path`, `${JSON.stringify(path)} must be a path prefix starting with "/"`);
+  }
+  let host: string | null = null;
+  if (r.host !== undefined && r.host !== null) {
+    if (typeof r.host !== 'string' || !/^(\*\.)?[a-z0-9.-]+$/i.test(r.host)) {
+      throw new ConfigError(`${field}.host`, `${JSON.stringify(r.host)} must be a host name such as api.example.com or *.example.com`);
+    }
+    host = r.host.toLowerCase();
+  }
+  const name = r.name === undefined ? (index === 0 && field === 'upstream' ? 'default' : `route${index}`) : r.name;
+  if (typeof name !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(name)) {
+    throw new ConfigError(`${field}.name`, `${JSON.stringify(name)} must be letters, digits, _ . or -`);
+  }
+  const merged = { ...defaults, ...r };
+  const upstreamField = field === 'upstream' ? 'upstream' : `${field}.upstream`;
+  const list = setting(merged, 'upstream', upstreamField) as Backend[] | undefined;
+  if (!list || list.length === 0) throw new ConfigError(upstreamField, 'at least one backend URL is needed');
+  const opt = (n: string) => setting(merged, n, field === 'upstream' ? n : `${field}.${n}`) as number;
+  return {
+    name,
+    host,
+    path: path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path,
+    backends: list,
+    connectTimeoutMs: opt('connect-timeout'),
+    headersTimeoutMs: opt('headers-timeout'),
+    bodyTimeoutMs: opt('body-timeout'),
+    idleTimeoutMs: opt('idle-timeout'),
+    maxBodySize: opt('max-body-size'),
+    poolConnections: opt('pool-connections'),
+    pipelining: opt('pipelining'),
+  };
+}
+
+function routeOrder(a: RouteConfig, b: RouteConfig): number {
+  if ((a.host === null) !== (b.host === null)) return a.host === null ? 1 : -1;
+  if (a.host && b.host && a.host.startsWith('*.') !== b.host.startsWith('*.')) return a.host.startsWith('*.') ? 1 : -1;
+  return b.path.length - a.path.length;
+}
+
+/** One setting: the raw value or the option's default, converted and range-checked. */
+function setting(raw: RawSettings, name: string, field: string): unknown {
+  const spec = OPTION_BY_NAME.get(name) as OptionSpec;
+  let value = raw[name];
+  if (value === undefined) {
+    if (spec.default === undefined) return undefined;
+    value = spec.default;
+  }
+  const bad = (what: string): never => {
+    throw new ConfigError(field, `${JSON.stringify(value)} is not ${what}`);
+  };
+  switch (spec.kind) {
+    case 'string':
+      return typeof value === 'string' ? value : bad('a string');
+    case 'bool':
+      return toBool(value, field);
+    case 'hostport':
+      if (value === 'off' || value === false || value === null) return null;
+      return parseHostPort(value, field);
+    case 'int': {
+      const n = typeof value === 'number' ? value : typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : NaN;
+      if (!Number.isSafeInteger(n)) return bad('a whole number');
+      return inRange(n, spec, field);
+    }
+    case 'duration': {
+      const ms = parseDuration(value);
+      return ms === undefined ? bad('a duration such as 500ms, 5s or 1m') : inRange(ms, spec, field);
+    }
+    case 'size': {
+      const bytes = parseSize(value);
+      return bytes === undefined ? bad('a size such as 512kb, 16kb or 1mb') : inRange(bytes, spec, field);
+    }
+    case 'list': {
+      const list = Array.isArray(value) ? value : [value];
+      return list.map((v) => (typeof v === 'string' ? v.trim() : bad('a list of strings')));
+    }
+    case 'url-list': {
+      const list = Array.isArray(value) ? value : [value];
+      return list.map((v, i) => parseBackend(v, list.length > 1 ? `${field}[${i}]` : field));
+    }
+  }
+}
+
+function inRange(n: number, spec: OptionSpec, field: string): number {
+  if (spec.min !== undefined && n < spec.min) throw new ConfigError(field, `${n} is below the minimum ${spec.min}`);
+  if (spec.max !== undefined && n > spec.max) throw new ConfigError(field, `${n} is above the maximum ${spec.max}`);
+  return n;
+}
+
+function toBool(value: unknown, field: string): boolean {
+  if (value === true || value === 'true' || value === '1' || value === 'yes') return true;
+  if (value === false || value === 'false' || value === '0' || value === 'no') return false;
+  throw new ConfigError(field, `${JSON.stringify(value)} is not true or false`);
+}
+
+export function parseHostPort(value: unknown, field: string): HostPort {
+  if (typeof value === 'number') value = `0.0.0.0:${value}`;
+  if (typeof value !== 'string') throw new ConfigError(field, `${JSON.stringify(value)} is not HOST:PORT`);
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(value.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new ConfigError(field, `${JSON.stringify(value)} is not HOST:PORT (e.g. 0.0.0.0:8080, [::]:8080)`);
+  return { host: m[1] ?? m[2], port };
+}
+
+export function formatHostPort(hp: HostPort): string {
+  return hp.host.includes(':') ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
+}
+
+/** "http://10.0.0.1:80 weight=3 backup": the URL, then nginx-like options. */
+function parseBackend(value: unknown, field: string): Backend {
+  if (typeof value !== 'string' || value.trim() === '') throw new ConfigError(field, `${JSON.stringify(value)} is not a backend URL`);
+  const [urlText, ...opts] = value.trim().split(/\s+/);
+  let url: URL;
+  try {
+    url = new URL(urlText);
+  } catch {
+    throw new ConfigError(field, `"${urlText}" is not a valid URL (expected http://host:port)`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError(field, `"${urlText}" must use http:// or https://`);
+  if (url.username || url.password) throw new ConfigError(field, `"${urlText}" must not carry credentials`);
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) {
+    throw new ConfigError(field, `"${urlText}" must be an origin without path, query or fragment (routes choose paths)`);
+  }
+  let weight = 1;
+  let backup = false;
+  for (const opt of opts) {
+    const [k, v] = opt.split('=', 2);
+    if (k === 'weight' && v !== undefined && /^\d+$/.test(v) && Number(v) >= 1 && Number(v) <= 1000) weight = Number(v);
+    else if (k === 'backup' && v === undefined) backup = true;
+    else throw new ConfigError(field, `unknown backend option "${opt}" (allowed: weight=1..1000, backup)`);
+  }
+  return { url: urlText, origin: url.origin, weight, backup };
+}
+
+function deepFreeze<T>(obj: T): T {
+  if (obj && typeof obj === 'object' && !Object.isFrozen(obj)) {
+    Object.freeze(obj);
+    for (const v of Object.values(obj)) deepFreeze(v);
+  }
+  return obj;
+}
+
+export function formatHelp(version: string): string {
+  const lines = [
+    `ugate ${version} — multi-threaded HTTP reverse proxy and API gateway`,
+    '',
+    'Usage: ugate [--config FILE] [flags]',
+    '',
+    'Settings merge in this order, later wins: built-in defaults < config file < flags.',
+    'Every flag except --config/--help/--version is also a YAML key of the same name.',
+    'Durations take ms, s, m, h (500ms, 5s); sizes take b, kb, mb, gb (16kb, 1mb; 1kb = 1024 bytes).',
+    '',
+    'Flags:',
+  ];
+  for (const o of OPTIONS) {
+    const left = `  --${o.name}${o.arg ? ' ' + o.arg : ''}`;
+    const def = o.default !== undefined && o.kind !== 'bool' ? ` [default: ${o.default}]` : '';
+    const route = o.perRoute ? ' (per route)' : '';
+    lines.push(`${left.padEnd(34)} ${o.help}${route}${def}`);
+  }
+  lines.push('', 'Exit codes: 0 clean shutdown, 1 runtime failure, 2 usage or config error.');
+  return lines.join('\n');
+}

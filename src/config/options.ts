@@ -1,0 +1,47 @@
+// The one table of settings. Every entry is both a CLI flag (--name) and a YAML key (name),
+// so help text, parsing and validation cannot drift apart.
+import { availableParallelism } from 'node:os';
+
+export type OptionKind = 'string' | 'hostport' | 'url-list' | 'list' | 'int' | 'duration' | 'size' | 'bool';
+
+export interface OptionSpec {
+  readonly name: string;
+  readonly kind: OptionKind;
+  readonly arg?: string;
+  readonly default?: string | number | boolean;
+  readonly min?: number;
+  readonly max?: number;
+  /** Settable per route in the YAML `routes:` list. */
+  readonly perRoute?: boolean;
+  /** Only for the command line (not a YAML key). */
+  readonly cliOnly?: boolean;
+  readonly help: string;
+}
+
+// uWS in this build accepts header blocks up to ~100 KB and silently drops connections
+// above that, so ugate's own limit must stay below it to always answer 431 itself.
+export const MAX_HEADER_SIZE_CEILING = 96 * 1024;
+
+export const OPTIONS: readonly OptionSpec[] = [
+  { name: 'config', kind: 'string', arg: 'FILE', cliOnly: true, help: 'YAML config file; flags given on the command line override its keys' },
+  { name: 'listen', kind: 'hostport', arg: 'HOST:PORT', default: '0.0.0.0:8080', help: 'address the proxy workers accept clients on (every worker binds it, SO_REUSEPORT)' },
+  { name: 'admin', kind: 'hostport', arg: 'HOST:PORT', default: '127.0.0.1:9901', help: 'admin API address (/health /ready /metrics /stats); "off" disables it' },
+  { name: 'upstream', kind: 'url-list', arg: 'URL', help: 'backend origin http://host:port for the default route "/"; repeat for several backends' },
+  { name: 'workers', kind: 'int', arg: 'N', default: availableParallelism(), min: 1, max: 256, help: 'number of proxy worker threads (default: available parallelism)' },
+  { name: 'connect-timeout', kind: 'duration', arg: 'DURATION', default: '5s', perRoute: true, help: 'time to open a connection to a backend (504 when exceeded)' },
+  { name: 'headers-timeout', kind: 'duration', arg: 'DURATION', default: '30s', perRoute: true, help: 'time from sending the request until the backend\'s response headers (504 when exceeded)' },
+  { name: 'body-timeout', kind: 'duration', arg: 'DURATION', default: '30s', perRoute: true, help: 'longest pause between two chunks of a backend\'s response body (the response is cut when exceeded); 0 disables' },
+  { name: 'idle-timeout', kind: 'duration', arg: 'DURATION', default: '60s', perRoute: true, help: 'how long an idle keep-alive connection to a backend is kept open' },
+  { name: 'drain-timeout', kind: 'duration', arg: 'DURATION', default: '10s', help: 'on SIGTERM/SIGINT, how long in-flight requests may take to finish before their connections are closed' },
+  { name: 'max-body-size', kind: 'size', arg: 'SIZE', default: '10mb', perRoute: true, help: 'largest request body accepted (413 above it); 0 means no limit' },
+  { name: 'max-header-size', kind: 'size', arg: 'SIZE', default: '16kb', min: 1024, max: MAX_HEADER_SIZE_CEILING, help: 'largest request line + header block accepted (431 above it); at most 96kb' },
+  { name: 'pool-connections', kind: 'int', arg: 'N', default: 128, min: 1, max: 65536, perRoute: true, help: 'keep-alive connections per backend, per worker' },
+  { name: 'pipelining', kind: 'int', arg: 'N', default: 1, min: 1, max: 128, perRoute: true, help: 'requests in flight on one backend connection (1 = no pipelining)' },
+  { name: 'trusted-proxy', kind: 'list', arg: 'IP', help: 'client address whose X-Forwarded-* headers are kept and appended to (repeatable); others are overwritten' },
+  { name: 'demo-origin', kind: 'hostport', arg: 'HOST:PORT', default: 'off', help: 'start the built-in demo origin on this address (for trying ugate with nothing else installed); "off" by default' },
+  { name: 'allow-js-fallback', kind: 'bool', default: false, help: 'start even when the uWebSockets.js native binary did not load (its pure-JS fallback is many times slower)' },
+  { name: 'help', kind: 'bool', cliOnly: true, help: 'print this help and exit' },
+  { name: 'version', kind: 'bool', cliOnly: true, help: 'print the version and exit' },
+];
+
+export const OPTION_BY_NAME: ReadonlyMap<string, OptionSpec> = new Map(OPTIONS.map((o) => [o.name, o]));

@@ -1,0 +1,74 @@
+// Prometheus text exposition and the /stats JSON, both from the merged telemetry.
+import { DURATION_BUCKETS } from './shared/telemetry-frame';
+import type { TelemetryAggregate } from './telemetry';
+import type { WorkerPhase } from './supervisor';
+
+export function prometheusText(agg: TelemetryAggregate, phases: readonly WorkerPhase[]): string {
+  const out: string[] = [];
+  out.push('# HELP ugate_requests_total Requests answered, by route and status (499: client closed first).');
+  out.push('# TYPE ugate_requests_total counter');
+  for (const [key, n] of [...agg.requests].sort()) {
+    const [route, status] = key.split('\u0000');
+    out.push(`ugate_requests_total{route="${route}",status="${status}"} ${n}`);
+  }
+  out.push('# HELP ugate_request_duration_seconds Time from accepting a request to its last response byte handed to the socket.');
+  out.push('# TYPE ugate_request_duration_seconds histogram');
+  for (const [route, d] of [...agg.durations].sort()) {
+    let cumulative = 0;
+    DURATION_BUCKETS.forEach((le, i) => {
+      cumulative += d.buckets[i];
+      out.push(`ugate_request_duration_seconds_bucket{route="${route}",le="${le}"} ${cumulative}`);
+    });
+    out.push(`ugate_request_duration_seconds_bucket{route="${route}",le="+Inf"} ${d.count}`);
+    out.push(`ugate_request_duration_seconds_sum{route="${route}"} ${d.sum}`);
+    out.push(`ugate_request_duration_seconds_count{route="${route}"} ${d.count}`);
+  }
+  out.push('# HELP ugate_in_flight_requests Requests sent upstream and not yet finished, at the last telemetry frame.');
+  out.push('# TYPE ugate_in_flight_requests gauge');
+  out.push(`ugate_in_flight_requests ${agg.workerInFlight.reduce((a, b) => a + (b ?? 0), 0)}`);
+  out.push('# HELP ugate_workers Proxy worker threads by phase.');
+  out.push('# TYPE ugate_workers gauge');
+  for (const phase of ['starting', 'listening', 'draining', 'exited'] as const) {
+    out.push(`ugate_workers{phase="${phase}"} ${phases.filter((p) => p === phase).length}`);
+  }
+  out.push('# HELP ugate_worker_restarts_total Proxy workers that died and were replaced.');
+  out.push('# TYPE ugate_worker_restarts_total counter');
+  out.push(`ugate_worker_restarts_total ${agg.workerRestarts}`);
+  out.push('# HELP ugate_telemetry_dropped_frames_total Telemetry frames dropped because a ring was full.');
+  out.push('# TYPE ugate_telemetry_dropped_frames_total counter');
+  out.push(`ugate_telemetry_dropped_frames_total ${agg.telemetryDropped}`);
+  return out.join('\n') + '\n';
+}
+
+export function statsJson(agg: TelemetryAggregate, phases: readonly WorkerPhase[], startedAt: number): object {
+  const byStatus: Record<string, number> = {};
+  const byRoute: Record<string, number> = {};
+  for (const [key, n] of agg.requests) {
+    const [route, status] = key.split('\u0000');
+    byStatus[status] = (byStatus[status] ?? 0) + n;
+    byRoute[route] = (byRoute[route] ?? 0) + n;
+  }
+  const h = agg.latency;
+  const ms = (micros: number) => Math.round(micros) / 1000;
+  return {
+    uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+    requests: { total: agg.total, byStatus, byRoute },
+    latencyMs: {
+      count: h.totalCount,
+      p50: ms(h.getValueAtPercentile(50)),
+      p90: ms(h.getValueAtPercentile(90)),
+      p99: ms(h.getValueAtPercentile(99)),
+      'p99.9': ms(h.getValueAtPercentile(99.9)),
+      max: ms(h.maxValue),
+      mean: ms(h.mean),
+    },
+    workers: phases.map((phase, index) => ({
+      index,
+      phase,
+      requests: agg.workerRequests[index] ?? 0,
+      inFlight: agg.workerInFlight[index] ?? 0,
+    })),
+    workerRestarts: agg.workerRestarts,
+    telemetryDroppedFrames: agg.telemetryDropped,
+  };
+}

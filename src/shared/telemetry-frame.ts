@@ -1,0 +1,28 @@
+// The telemetry frame a worker sends the main thread over its ring, at a fixed cadence.
+// Counts are deltas since the previous frame; the main thread keeps the running totals.
+
+/** Upper bounds (seconds) of the Prometheus histogram ugate_request_duration_seconds. */
+export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+
+/** How often a worker sends its frame. */
+export const TELEMETRY_INTERVAL_MS = 250;
+
+/** Latency histograms record microseconds, up to this value (longer ones are clamped). */
+export const HDR_MAX_MICROS = 3_600_000_000;
+
+export interface TelemetryFrame {
+  readonly t: 'telemetry';
+  readonly worker: number;
+  /** Flat triples: route index, status, count. Route index === routes.length means "no route". */
+  readonly requests: number[];
+  /** Flat per route: route index, count, sum of seconds, then one count per DURATION_BUCKETS entry (not cumulative). */
+  readonly durations: number[];
+  /** Latency histogram (microseconds) of this interval, hdr-histogram-js compressed base64; null if empty. */
+  readonly hdr: string | null;
+  readonly inFlight: number;
+}
+
+/** Main → worker: start draining; or, at the drain deadline, close every connection now. */
+export interface ControlFrame {
+  readonly t: 'drain' | 'close-now';
+}

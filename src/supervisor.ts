@@ -1,0 +1,156 @@
+// Worker supervision: spawn the proxy workers, replace any that dies (counted and logged),
+// collect their telemetry from the rings, and drain them on shutdown.
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { GatewayConfig } from './config/config';
+import { log } from './log';
+import { CONTROL_RING_BYTES, TELEMETRY_RING_BYTES } from './shared/layout';
+import { createRing, RingReader, RingWriter } from './shared/ring';
+import { TELEMETRY_INTERVAL_MS, type ControlFrame, type TelemetryFrame } from './shared/telemetry-frame';
+import type { TelemetryAggregate } from './telemetry';
+import type { WorkerEvent, WorkerInit } from '../workers/proxy-worker';
+
+const WORKER_SCRIPT = join(__dirname, '..', 'workers', 'proxy-worker.js');
+/** How long a worker gets to exit after being told to close every connection. */
+const CLOSE_GRACE_MS = 3000;
+
+export type WorkerPhase = 'starting' | 'listening' | 'draining' | 'exited';
+
+interface Slot {
+  readonly index: number;
+  worker: Worker;
+  telemetry: RingReader;
+  control: RingWriter;
+  phase: WorkerPhase;
+  /** Consecutive restarts without a successful listen, for back-off. */
+  crashes: number;
+  exited: Promise<number>;
+}
+
+export class Supervisor {
+  private readonly slots: Slot[] = [];
+  private stopping = false;
+  private port = 0;
+  private readonly pollTimer: NodeJS.Timeout;
+
+  constructor(private readonly config: GatewayConfig, private readonly aggregate: TelemetryAggregate) {
+    this.pollTimer = setInterval(() => this.collectTelemetry(), TELEMETRY_INTERVAL_MS);
+  }
+
+  /** Start every worker; resolves with the bound port. The first worker binds first so that
+   * port 0 ("any free port") resolves to one port the others then share. */
+  async start(): Promise<number> {
+    this.port = this.config.listen.port;
+    const first = this.spawn(0);
+    this.port = await this.whenListening(first);
+    const rest: Promise<number>[] = [];
+    for (let i = 1; i < this.config.workers; i++) rest.push(this.whenListening(this.spawn(i)));
+    await Promise.all(rest);
+    return this.port;
+  }
+
+  get phases(): WorkerPhase[] {
+    return this.slots.map((s) => s.phase);
+  }
+
+  get ready(): boolean {
+    return !this.stopping && this.slots.length === this.config.workers && this.slots.every((s) => s.phase === 'listening');
+  }
+
+  private spawn(index: number, crashes = 0): Slot {
+    const telemetryRing = createRing(TELEMETRY_RING_BYTES);
+    const controlRing = createRing(CONTROL_RING_BYTES);
+    const init: WorkerInit = { index, config: this.config, port: this.port, telemetryRing, controlRing };
+    const worker = new Worker(WORKER_SCRIPT, { workerData: init, name: `ugate-proxy-${index}` });
+    const slot: Slot = {
+      index,
+      worker,
+      telemetry: new RingReader(telemetryRing),
+      control: new RingWriter(controlRing),
+      phase: 'starting',
+      crashes,
+      exited: new Promise((resolve) => worker.once('exit', resolve)),
+    };
+    this.slots[index] = slot;
+    worker.on('message', (event: WorkerEvent) => this.onEvent(slot, event));
+    worker.on('error', (err) => log('error', `worker ${index} crashed: ${err.stack ?? err}`));
+    worker.once('exit', (code) => this.onExit(slot, code));
+    return slot;
+  }
+
+  private whenListening(slot: Slot): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const onMessage = (event: WorkerEvent) => {
+        if (event.type === 'listening') resolve(event.port);
+        else if (event.type === 'listen-failed') reject(new Error(event.reason));
+        else return;
+        slot.worker.off('message', onMessage);
+      };
+      slot.worker.on('message', onMessage);
+      slot.worker.once('exit', (code) => reject(new Error(`worker ${slot.index} exited with code ${code} before listening`)));
+    });
+  }
+
+  private onEvent(slot: Slot, event: WorkerEvent): void {
+    if (event.type === 'listening') {
+      slot.phase = 'listening';
+      slot.crashes = 0;
+    }
+  }
+
+  private onExit(slot: Slot, code: number): void {
+    this.drainRing(slot);
+    slot.phase = 'exited';
+    if (this.stopping || this.slots[slot.index] !== slot || this.port === 0) return;
+    this.aggregate.workerRestarts++;
+    const delay = Math.min(5000, 100 * 2 ** slot.crashes);
+    log('error', `worker ${slot.index} exited with code ${code}; replacing it in ${delay} ms (restarts so far: ${this.aggregate.workerRestarts})`);
+    setTimeout(() => {
+      if (!this.stopping) this.spawn(slot.index, slot.crashes + 1);
+    }, delay).unref();
+  }
+
+  private collectTelemetry(): void {
+    for (const slot of this.slots) if (slot) this.drainRing(slot);
+  }
+
+  private drainRing(slot: Slot): void {
+    slot.telemetry.drain((m) => this.aggregate.add(m as TelemetryFrame));
+    this.aggregate.telemetryDropped = this.slots.reduce((n, s) => n + (s ? s.telemetry.dropped : 0), 0);
+  }
+
+  /** Stop accepting, let in-flight requests finish for up to drainTimeoutMs, then close the
+   * remaining connections. Resolves true when every worker exited cleanly. */
+  async drain(drainTimeoutMs: number): Promise<boolean> {
+    this.stopping = true;
+    const live = this.slots.filter((s) => s && s.phase !== 'exited');
+    for (const s of live) {
+      s.phase = 'draining';
+      this.sendControl(s, { t: 'drain' });
+    }
+    const all = Promise.all(live.map((s) => s.exited));
+    const inTime = await withTimeout(all, drainTimeoutMs);
+    if (!inTime) {
+      log('warn', `drain timeout (${drainTimeoutMs} ms) reached: closing the remaining connections`);
+      for (const s of live) if (s.phase !== 'exited') this.sendControl(s, { t: 'close-now' });
+      if (!(await withTimeout(all, CLOSE_GRACE_MS))) return false;
+    }
+    clearInterval(this.pollTimer);
+    this.collectTelemetry();
+    return (await all).every((code) => code === 0);
+  }
+
+  private sendControl(slot: Slot, frame: ControlFrame): void {
+    if (!slot.control.write(frame)) log('error', `control ring of worker ${slot.index} is full`);
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    p.then(() => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}

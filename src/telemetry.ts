@@ -1,0 +1,62 @@
+// The main thread's view of every worker's telemetry: running totals and merged histograms.
+import * as hdr from 'hdr-histogram-js';
+import { DURATION_BUCKETS, type TelemetryFrame } from './shared/telemetry-frame';
+
+const NB = DURATION_BUCKETS.length;
+
+export interface RouteDurations {
+  count: number;
+  sum: number;
+  /** Non-cumulative counts per DURATION_BUCKETS entry. */
+  buckets: number[];
+}
+
+export class TelemetryAggregate {
+  /** "route\u0000status" → count */
+  readonly requests = new Map<string, number>();
+  readonly durations = new Map<string, RouteDurations>();
+  readonly latency = hdr.build({ bitBucketSize: 64, autoResize: true, numberOfSignificantValueDigits: 3, useWebAssembly: false });
+  readonly workerRequests: number[] = [];
+  readonly workerInFlight: number[] = [];
+  workerRestarts = 0;
+  telemetryDropped = 0;
+
+  constructor(private readonly routeNames: readonly string[]) {}
+
+  private routeName(index: number): string {
+    return this.routeNames[index] ?? 'none';
+  }
+
+  add(frame: TelemetryFrame): void {
+    const w = frame.worker;
+    this.workerInFlight[w] = frame.inFlight;
+    const r = frame.requests;
+    let workerTotal = 0;
+    for (let i = 0; i < r.length; i += 3) {
+      const key = `${this.routeName(r[i])}\u0000${r[i + 1]}`;
+      this.requests.set(key, (this.requests.get(key) ?? 0) + r[i + 2]);
+      workerTotal += r[i + 2];
+    }
+    this.workerRequests[w] = (this.workerRequests[w] ?? 0) + workerTotal;
+    const d = frame.durations;
+    for (let i = 0; i < d.length; i += NB + 3) {
+      const name = this.routeName(d[i]);
+      let agg = this.durations.get(name);
+      if (!agg) this.durations.set(name, (agg = { count: 0, sum: 0, buckets: new Array(NB).fill(0) }));
+      agg.count += d[i + 1];
+      agg.sum += d[i + 2];
+      for (let b = 0; b < NB; b++) agg.buckets[b] += d[i + 3 + b];
+    }
+    if (frame.hdr !== null) {
+      const h = hdr.decodeFromCompressedBase64(frame.hdr, 32, false);
+      this.latency.add(h);
+      h.destroy();
+    }
+  }
+
+  get total(): number {
+    let n = 0;
+    for (const v of this.requests.values()) n += v;
+    return n;
+  }
+}

@@ -1,0 +1,115 @@
+// A proxy worker thread: its own uWS app on the shared listen port (SO_REUSEPORT: the kernel
+// spreads accepted connections), its own undici pools, its own telemetry.
+// Talks to the main thread through two rings: telemetry out, control in.
+import { parentPort, workerData } from 'node:worker_threads';
+import uWS from 'uWebSockets.js';
+import type { GatewayConfig } from '../src/config/config';
+import { RingReader, RingWriter } from '../src/shared/ring';
+import { TELEMETRY_INTERVAL_MS, type ControlFrame } from '../src/shared/telemetry-frame';
+import { handleRequest } from './pipeline';
+import { WorkerTelemetry } from './telemetry';
+import { createRoutes, type WorkerState } from './worker-state';
+
+export interface WorkerInit {
+  readonly index: number;
+  readonly config: GatewayConfig;
+  /** The port to bind: the configured one, or the one the first worker got for port 0. */
+  readonly port: number;
+  readonly telemetryRing: SharedArrayBuffer;
+  readonly controlRing: SharedArrayBuffer;
+}
+
+/** Messages to the main thread outside the rings: lifecycle events, once each. */
+export type WorkerEvent =
+  | { type: 'listening'; port: number }
+  | { type: 'listen-failed'; reason: string }
+  | { type: 'drained' };
+
+const init = workerData as WorkerInit;
+const routes = createRoutes(init.config);
+const state: WorkerState = {
+  index: init.index,
+  config: init.config,
+  routes,
+  trustedProxies: new Set(init.config.trustedProxies),
+  telemetry: new WorkerTelemetry(routes.length, init.index),
+  draining: false,
+  inFlight: 0,
+};
+const telemetryOut = new RingWriter(init.telemetryRing);
+const controlIn = new RingReader(init.controlRing);
+let listenSocket: uWS.us_listen_socket | null = null;
+let stopped = false;
+
+const app = uWS.App().any('/*', (res, req) => handleRequest(res, req, state));
+
+app.listen(init.config.listen.host, init.port, (socket) => {
+  if (!socket) {
+    send({ type: 'listen-failed', reason: `cannot listen on ${init.config.listen.host}:${init.port}` });
+    return;
+  }
+  listenSocket = socket;
+  send({ type: 'listening', port: uWS.us_socket_local_port(socket) });
+});
+
+const telemetryTimer = setInterval(flushTelemetry, TELEMETRY_INTERVAL_MS);
+void controlLoop();
+
+function flushTelemetry(): void {
+  // A full ring drops the frame (counted by the ring); the data path never waits for main.
+  telemetryOut.write(state.telemetry.takeFrame(state.inFlight));
+}
+
+async function controlLoop(): Promise<void> {
+  while (!stopped) {
+    await controlIn.waitAsync(1000);
+    controlIn.drain(onControl);
+  }
+}
+
+function onControl(message: unknown): void {
+  const t = (message as ControlFrame).t;
+  if (t === 'drain') void drain();
+  // The drain deadline passed: closing every socket aborts what is still in flight.
+  else if (t === 'close-now') closeApp();
+}
+
+function closeApp(): void {
+  // app.close() (not in this build's typings, present in its binary) closes idle keep-alive
+  // sockets too; without it the thread would live until uWS's 10 s idle timeout, and any
+  // forced exit while a uWS socket is open aborts the process (uv_loop_close assertion).
+  (app as unknown as { close(): void }).close();
+}
+
+/** Stop accepting, let in-flight exchanges finish (main enforces the deadline), then close. */
+async function drain(): Promise<void> {
+  if (state.draining) return;
+  state.draining = true;
+  if (listenSocket) uWS.us_listen_socket_close(listenSocket);
+  listenSocket = null;
+  while (state.inFlight > 0) await new Promise((r) => setTimeout(r, 20));
+  closeApp();
+  clearInterval(telemetryTimer);
+  flushTelemetry();
+  stopped = true;
+  await Promise.all(routes.flatMap((r) => r.backends.map((b) => b.pool.close())));
+  send({ type: 'drained' });
+}
+
+// A thread that ends while a uWS socket is open aborts the whole process (uv_loop_close
+// assertion), so a crash must close every uWS socket first; main then replaces this worker.
+process.on('uncaughtException', (err) => {
+  process.stderr.write(`${new Date().toISOString()} error worker ${init.index} uncaught exception: ${err.stack ?? err}\n`);
+  stopped = true;
+  clearInterval(telemetryTimer);
+  try {
+    closeApp();
+  } finally {
+    // uWS finishes closing its sockets on the next loop turn.
+    setImmediate(() => process.exit(1));
+  }
+});
+
+function send(event: WorkerEvent): void {
+  parentPort!.postMessage(event);
+}

@@ -1,0 +1,33 @@
+// The client's request body as a Readable that undici pulls from. Backpressure both ways:
+// when undici stops reading (slow backend) the buffer fills and the client's socket is paused;
+// when undici reads again the socket is resumed.
+import { Readable } from 'node:stream';
+import type { Exchange } from './exchange';
+
+const HIGH_WATER_MARK = 64 * 1024;
+
+export class RequestBody extends Readable {
+  private readonly x: Exchange;
+  private paused = false;
+
+  constructor(x: Exchange) {
+    super({ highWaterMark: HIGH_WATER_MARK });
+    this.x = x;
+  }
+
+  /** Called from uWS onData: the chunk's memory is only valid during the call, so copy it. */
+  pushChunk(chunk: ArrayBuffer, isLast: boolean): void {
+    if (chunk.byteLength > 0 && !this.push(Buffer.from(chunk.slice(0))) && !isLast && !this.paused) {
+      this.paused = true;
+      this.x.res.pause();
+    }
+    if (isLast) this.push(null);
+  }
+
+  override _read(): void {
+    if (this.paused) {
+      this.paused = false;
+      if (!this.x.clientGone) this.x.res.resume();
+    }
+  }
+}

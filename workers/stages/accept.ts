@@ -1,0 +1,87 @@
+// Stage "accept": copy everything needed out of the uWS request, synchronously.
+// uWS MUST-rule: `req` is invalid once the handler returns, and `res.onAborted` must be
+// registered before any asynchronous step, or uWS aborts the process on client disconnect.
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import { Exchange } from '../exchange';
+import type { WorkerState } from '../worker-state';
+import { onClientAborted } from './stream-back';
+
+// req.forEach takes a callback; a module-level function plus this cursor avoids a
+// closure allocation per request.
+let current: Exchange;
+
+export function accept(res: HttpResponse, req: HttpRequest, worker: WorkerState): Exchange {
+  const x = new Exchange(res, worker);
+  res.onAborted(() => onClientAborted(x));
+  x.method = req.getCaseSensitiveMethod();
+  const query = req.getQuery();
+  // getQuery() is undefined without "?" and "" for a bare "?": keep the target byte-for-byte.
+  x.target = query === undefined ? req.getUrl() : req.getUrl() + '?' + query;
+  // "GET /x HTTP/1.1\r\n" plus the blank line that ends the block.
+  x.headerBytes = x.method.length + x.target.length + 13;
+  current = x;
+  req.forEach(collectHeader);
+  x.peer = peerAddress(res);
+  return x;
+}
+
+function collectHeader(name: string, value: string): void {
+  const x = current;
+  x.headerBytes += name.length + value.length + 4;
+  // Header names arrive lower-cased from uWS.
+  switch (name) {
+    case 'host':
+      x.hostCount++;
+      x.host = value;
+      x.headers.push(name, value);
+      return;
+    case 'content-length':
+      noteContentLength(x, value);
+      return;
+    case 'transfer-encoding':
+      x.transferEncoding = x.transferEncoding === null ? value : x.transferEncoding + ', ' + value;
+      return;
+    case 'connection':
+      x.connection = x.connection === null ? value : x.connection + ', ' + value;
+      return;
+    // Hop-by-hop (RFC 9110 §7.6.1) and Expect: uWS already answered 100-continue itself.
+    case 'keep-alive':
+    case 'proxy-connection':
+    case 'proxy-authorization':
+    case 'te':
+    case 'trailer':
+    case 'upgrade':
+    case 'expect':
+      return;
+    case 'x-forwarded-for':
+      x.forwardedFor = x.forwardedFor === null ? value : x.forwardedFor + ', ' + value;
+      return;
+    case 'x-forwarded-proto':
+      x.forwardedProto = value;
+      return;
+    case 'x-forwarded-host':
+      x.forwardedHost = value;
+      return;
+    case 'via':
+      x.via = x.via === null ? value : x.via + ', ' + value;
+      return;
+    default:
+      if (!x.nonAsciiHeader && NON_ASCII.test(value)) x.nonAsciiHeader = true;
+      x.headers.push(name, value);
+  }
+}
+
+const NON_ASCII = /[^\t\x20-\x7e]/;
+
+function noteContentLength(x: Exchange, value: string): void {
+  // Identical repeats may be folded (RFC 9112 §6.3); differing ones are a smuggling shape.
+  const n = /^\s*\d{1,15}\s*$/.test(value) ? Number(value) : -2;
+  if (x.contentLength === -1) x.contentLength = n;
+  else if (x.contentLength !== n) x.contentLength = -2;
+}
+
+function peerAddress(res: HttpResponse): string {
+  const text = Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
+  // An IPv4 client on a dual-stack socket shows up IPv4-mapped.
+  return text.startsWith('0000:0000:0000:0000:0000:ffff:') ? text.slice(30) : text.startsWith('::ffff:') ? text.slice(7) : text;
+}

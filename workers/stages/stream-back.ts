@@ -1,0 +1,282 @@
+// Stage "stream-back": the backend's response, written to the client as it arrives.
+//
+// uWS rules that shape this file:
+// - Writes outside a uWS callback must be corked, or each write is its own syscall.
+// - `write()` (chunked) buffers what the socket refuses and returns false; `tryEnd()` (known
+//   length) does not buffer the rest, so the unsent tail is kept and re-sent from onWritable.
+// - After onAborted fires, or after the response is ended, `res` must not be touched.
+//
+// The status line and headers are held back until the first body bytes (or the end), so a
+// small response leaves in one write. Bodies that start late still get their head at once,
+// flushed from setImmediate.
+import { STATUS_CODES } from 'node:http';
+import { E } from '../../src/shared/errors';
+import { Exchange, Phase } from '../exchange';
+import { respondError } from '../respond';
+import { record } from './record';
+
+const VIA = '1.1 ugate';
+
+/** undici's dispatch handler (the raw interface: response headers stay unparsed Buffers). */
+export class UpstreamHandler {
+  constructor(private readonly x: Exchange) {}
+
+  onConnect(abort: (err?: Error) => void): void {
+    if (this.x.phase === Phase.Done) abort();
+    else this.x.abortUpstream = abort;
+  }
+
+  onHeaders(status: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    const x = this.x;
+    if (x.phase === Phase.Done) return false;
+    // 1xx are not forwarded: uWS already answered 100-continue to the client.
+    if (status < 200) return true;
+    x.status = status;
+    x.statusText = statusText;
+    x.rawHeaders = rawHeaders;
+    x.resumeUpstream = resume;
+    scanResponseHead(x, rawHeaders);
+    x.phase = Phase.Streaming;
+    x.headPending = true;
+    if (!isBodiless(x)) scheduleHeadFlush(x);
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    const x = this.x;
+    if (x.phase !== Phase.Streaming) return false;
+    x.bytesOut += chunk.length;
+    writing = x;
+    writingChunk = chunk;
+    x.res.cork(writeChunkCorked);
+    writingChunk = null;
+    return !x.blocked;
+  }
+
+  onComplete(): void {
+    const x = this.x;
+    if (x.phase !== Phase.Streaming) return;
+    if (x.unsent !== null) return; // tryEnd finishes it from onWritable
+    writing = x;
+    x.res.cork(endCorked);
+  }
+
+  onError(err: Error & { code?: string }): void {
+    const x = this.x;
+    if (x.phase === Phase.Done) return;
+    if (x.phase === Phase.Waiting || (x.headPending && x.bytesOut === 0)) {
+      respondError(x, upstreamErrorId(err));
+      return;
+    }
+    // Part of the body already left: cut the connection so the client can tell the response
+    // is incomplete. Never end it as if it were whole.
+    x.errorId = E.UPSTREAM_RESET;
+    x.phase = Phase.Done;
+    x.res.close();
+    record(x);
+  }
+}
+
+/** uWS onAborted: the client went away. */
+export function onClientAborted(x: Exchange): void {
+  x.clientGone = true;
+  if (x.phase === Phase.Done) return;
+  x.phase = Phase.Done;
+  if (x.abortUpstream !== null) x.abortUpstream();
+  if (x.body !== null) x.body.destroy();
+  x.status = 499;
+  record(x);
+}
+
+// ---- corked writers: module-level functions and cursors, no closure per call ----
+let writing: Exchange;
+let writingChunk: Buffer | null = null;
+
+function writeChunkCorked(): void {
+  const x = writing;
+  const chunk = writingChunk!;
+  const res = x.res;
+  if (x.headPending) writeHead(x);
+  if (x.responseLength >= 0) {
+    const offset = res.getWriteOffset();
+    const [ok, done] = res.tryEnd(chunk, x.responseLength);
+    if (done) finish(x);
+    else if (!ok) {
+      x.unsent = chunk;
+      x.unsentOffset = offset;
+      block(x);
+    }
+  } else if (!res.write(chunk)) {
+    block(x);
+  }
+}
+
+function endCorked(): void {
+  const x = writing;
+  const res = x.res;
+  if (x.headPending) writeHead(x);
+  if (isBodiless(x)) {
+    // HEAD keeps the Content-Length the backend reported; 204/304 carry none of their own.
+    if (x.responseLength >= 0 && x.status !== 204) res.endWithoutBody(x.responseLength);
+    else res.endWithoutBody();
+  } else if (x.responseLength > 0) {
+    // Known length fully sent already ends the response in tryEnd (finish ran there).
+    return;
+  } else {
+    res.end();
+  }
+  finish(x);
+}
+
+function block(x: Exchange): void {
+  x.blocked = true;
+  if (!x.writableRegistered) {
+    x.writableRegistered = true;
+    x.res.onWritable((offset) => onClientWritable(x, offset));
+  }
+}
+
+function onClientWritable(x: Exchange, offset: number): boolean {
+  if (x.phase !== Phase.Streaming) return true;
+  if (x.unsent !== null) {
+    const [ok, done] = x.res.tryEnd(x.unsent.subarray(offset - x.unsentOffset), x.responseLength);
+    if (done) {
+      x.unsent = null;
+      finish(x);
+      return true;
+    }
+    if (!ok) return false;
+    x.unsent = null;
+  }
+  x.blocked = false;
+  if (x.resumeUpstream !== null) x.resumeUpstream();
+  return true;
+}
+
+function finish(x: Exchange): void {
+  x.phase = Phase.Done;
+  record(x);
+}
+
+// ---- the response head ----
+
+function writeHead(x: Exchange): void {
+  x.headPending = false;
+  const res = x.res;
+  res.writeStatus(statusLine(x.status, x.statusText));
+  const h = x.rawHeaders!;
+  const dropNamed = x.responseDropNamed;
+  for (let i = 0; i < h.length; i += 2) {
+    const name = h[i];
+    if (SKIP_LENGTHS[name.length] === 1 && isSkippedResponseHeader(name)) continue;
+    if (dropNamed !== null && dropNamed.includes(name.toString('latin1').toLowerCase())) continue;
+    res.writeHeader(name, h[i + 1]);
+  }
+  res.writeHeader('via', VIA);
+  if (x.worker.draining) res.writeHeader('connection', 'close');
+}
+
+// Response fields never forwarded: hop-by-hop ones, and the two uWS always writes itself
+// (Date, Content-Length) which would otherwise appear twice.
+const SKIPPED = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length', 'date', 'proxy-authenticate'];
+const SKIP_LENGTHS = new Uint8Array(32);
+for (const s of SKIPPED) SKIP_LENGTHS[s.length] = 1;
+
+function isSkippedResponseHeader(name: Buffer): boolean {
+  for (let i = 0; i < SKIPPED.length; i++) if (equalsLower(name, SKIPPED[i])) return true;
+  return false;
+}
+
+/** Case-insensitive compare of a header name buffer with a lower-case ASCII name. */
+function equalsLower(buf: Buffer, lower: string): boolean {
+  if (buf.length !== lower.length) return false;
+  for (let i = 0; i < buf.length; i++) {
+    // OR 0x20 lower-cases letters and leaves "-" (0x2d) unchanged.
+    if ((buf[i] | 0x20) !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+function connectionNamed(value: Buffer, into: string[] | null): string[] | null {
+  for (const raw of value.toString('latin1').toLowerCase().split(',')) {
+    const n = raw.trim();
+    if (n !== '' && n !== 'close' && n !== 'keep-alive') (into ??= []).push(n);
+  }
+  return into;
+}
+
+/** Content-Length, and the fields a Connection header names (hop-by-hop, RFC 9110 §7.6.1). */
+function scanResponseHead(x: Exchange, h: Buffer[]): void {
+  x.responseLength = -1;
+  x.responseDropNamed = null;
+  for (let i = 0; i < h.length; i += 2) {
+    const name = h[i];
+    if (name.length === 14 && equalsLower(name, 'content-length')) x.responseLength = Number(h[i + 1].toString('latin1'));
+    else if (name.length === 10 && equalsLower(name, 'connection')) x.responseDropNamed = connectionNamed(h[i + 1], x.responseDropNamed);
+  }
+}
+
+function isBodiless(x: Exchange): boolean {
+  return x.status === 204 || x.status === 304 || x.method === 'HEAD';
+}
+
+const STATUS_LINES = new Map<number, string>();
+function statusLine(status: number, text: string): string {
+  const standard = STATUS_CODES[status];
+  if (text === '' || text === standard) {
+    let line = STATUS_LINES.get(status);
+    if (line === undefined) {
+      line = `${status} ${standard ?? 'Unknown'}`;
+      STATUS_LINES.set(status, line);
+    }
+    return line;
+  }
+  return `${status} ${text}`;
+}
+
+// ---- heads of responses whose body has not started yet ----
+const pendingHeads: Exchange[] = [];
+let flushScheduled = false;
+
+function scheduleHeadFlush(x: Exchange): void {
+  pendingHeads.push(x);
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flushPendingHeads);
+  }
+}
+
+function flushPendingHeads(): void {
+  flushScheduled = false;
+  for (let i = 0; i < pendingHeads.length; i++) {
+    const x = pendingHeads[i];
+    if (x.headPending && x.phase === Phase.Streaming) x.res.cork(() => writeHead(x));
+  }
+  pendingHeads.length = 0;
+}
+
+function upstreamErrorId(err: Error & { code?: string }): number {
+  switch (err.code) {
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return E.UPSTREAM_CONNECT_TIMEOUT;
+    case 'UND_ERR_HEADERS_TIMEOUT':
+      return E.UPSTREAM_HEADERS_TIMEOUT;
+    case 'ECONNREFUSED':
+    case 'ENOTFOUND':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EAI_AGAIN':
+      return E.UPSTREAM_CONNECT;
+    case 'UND_ERR_SOCKET':
+    case 'ECONNRESET':
+    case 'EPIPE':
+    case 'UND_ERR_CLOSED':
+      return E.UPSTREAM_RESET;
+    case 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH':
+      return E.BODY_LENGTH_MISMATCH;
+    case 'UND_ERR_INVALID_ARG':
+      return E.BAD_REQUEST;
+    default:
+      return err.code !== undefined && err.code.startsWith('HPE_') ? E.UPSTREAM_BAD_RESPONSE : E.UPSTREAM_RESET;
+  }
+}

@@ -1,0 +1,42 @@
+// Stage "validate": refuse what must never reach a backend — oversized heads, missing or
+// repeated Host, request-smuggling shapes, targets that are not origin-form (400, 431, 501).
+import { E } from '../../src/shared/errors';
+import type { Exchange } from '../exchange';
+
+const TARGET_OK = /^\/[\x21-\x7e]*$/;
+
+export function validate(x: Exchange): number {
+  if (x.headerBytes > x.worker.config.maxHeaderSize) return E.HEADERS_TOO_LARGE;
+  if (x.hostCount === 0) return E.MISSING_HOST;
+  if (x.hostCount > 1) return E.DUPLICATE_HOST;
+  if (!TARGET_OK.test(x.target) && !reencodeTarget(x)) return E.BAD_TARGET;
+  if (x.contentLength === -2) return E.BAD_CONTENT_LENGTH;
+  if (x.transferEncoding !== null) {
+    // uWS itself drops requests carrying both Content-Length and Transfer-Encoding; keep the
+    // check here too so the rule does not depend on the front end.
+    if (x.contentLength !== -1) return E.BAD_CONTENT_LENGTH;
+    if (x.transferEncoding.trim().toLowerCase() !== 'chunked') return E.UNSUPPORTED_TRANSFER_CODING;
+  }
+  if (x.nonAsciiHeader && !reencodeHeaders(x)) return E.BAD_HEADER;
+  return 0;
+}
+
+// uWS hands us UTF-8-decoded strings; undici writes the head as latin1. Bytes outside
+// ASCII are re-encoded so the backend receives exactly the bytes the client sent.
+// Invalid UTF-8 already became U+FFFD in uWS and cannot be recovered: refuse it.
+function reencodeTarget(x: Exchange): boolean {
+  if (x.target.charCodeAt(0) !== 47 || /[\s\ufffd]/.test(x.target)) return false;
+  x.target = Buffer.from(x.target, 'utf8').toString('latin1');
+  return true;
+}
+
+function reencodeHeaders(x: Exchange): boolean {
+  const h = x.headers;
+  for (let i = 1; i < h.length; i += 2) {
+    const v = h[i];
+    if (!/[^\t\x20-\x7e]/.test(v)) continue;
+    if (/[\x00-\x08\x0a-\x1f\x7f\ufffd]/.test(v)) return false;
+    h[i] = Buffer.from(v, 'utf8').toString('latin1');
+  }
+  return true;
+}
