@@ -43,16 +43,23 @@ async function main(argv: string[]): Promise<void> {
     log('warn', `running on the uWebSockets.js pure-JS fallback (${uws.reason}); expect a fraction of native throughput`);
   }
 
-  if (config.listen.port !== 0) await assertPortFree(config.listen, 'listen');
+  const port = await reservePort(config.listen, 'listen');
   let demo: Server | null = null;
   if (config.demoOrigin) demo = await startDemoOrigin(config.demoOrigin);
 
   const startedAt = Date.now();
   const aggregate = new TelemetryAggregate(config.routes.map((r) => r.name));
   const supervisor = new Supervisor(config, aggregate);
-  const port = await supervisor.start();
   let admin: AdminServer | null = null;
-  if (config.admin) admin = await startAdmin(config.admin, supervisor, aggregate, startedAt);
+  try {
+    await supervisor.start(port);
+    if (config.admin) admin = await startAdmin(config.admin, supervisor, aggregate, startedAt);
+  } catch (err) {
+    // Workers that did start hold uWS sockets: exiting before they close would abort the process.
+    await supervisor.drain(1000);
+    demo?.close();
+    fail(EXIT_RUNTIME, (err as Error).message);
+  }
 
   announce(config, port, admin, demo !== null);
   installSignals(config, supervisor, admin, demo);
@@ -95,15 +102,19 @@ function installSignals(config: GatewayConfig, supervisor: Supervisor, admin: Ad
   process.on('SIGHUP', () => log('warn', 'SIGHUP ignored: configuration reload is not supported yet'));
 }
 
-/** uWS binds with SO_REUSEPORT, so a second ugate on the same port would silently share it.
- * An exclusive test bind first turns that into a clear error. */
-function assertPortFree(address: HostPort, field: string): Promise<void> {
+/** uWS binds with SO_REUSEPORT, so a second ugate on the same port would silently share it:
+ * an exclusive test bind first turns that into a clear error. For port 0 it also picks the
+ * free port that every worker will then bind. */
+function reservePort(address: HostPort, field: string): Promise<number> {
   return new Promise((resolve) => {
     const probe = createNetServer();
     probe.once('error', (err: NodeJS.ErrnoException) =>
       fail(EXIT_RUNTIME, `${field}: cannot listen on ${formatHostPort(address)}: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`),
     );
-    probe.listen({ host: address.host, port: address.port, exclusive: true }, () => probe.close(() => resolve()));
+    probe.listen({ host: address.host, port: address.port, exclusive: true }, () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
   });
 }
 

@@ -37,16 +37,13 @@ export class Supervisor {
     this.pollTimer = setInterval(() => this.collectTelemetry(), TELEMETRY_INTERVAL_MS);
   }
 
-  /** Start every worker; resolves with the bound port. The first worker binds first so that
-   * port 0 ("any free port") resolves to one port the others then share. */
-  async start(): Promise<number> {
-    this.port = this.config.listen.port;
-    const first = this.spawn(0);
-    this.port = await this.whenListening(first);
-    const rest: Promise<number>[] = [];
-    for (let i = 1; i < this.config.workers; i++) rest.push(this.whenListening(this.spawn(i)));
-    await Promise.all(rest);
-    return this.port;
+  /** Start every worker on `port` (already resolved: uSockets sets SO_REUSEPORT only for a
+   * non-zero port, so workers cannot share a port the kernel picked for one of them). */
+  async start(port: number): Promise<void> {
+    this.port = port;
+    const listening: Promise<number>[] = [];
+    for (let i = 0; i < this.config.workers; i++) listening.push(this.whenListening(this.spawn(i)));
+    await Promise.all(listening);
   }
 
   get phases(): WorkerPhase[] {
@@ -101,7 +98,7 @@ export class Supervisor {
   private onExit(slot: Slot, code: number): void {
     this.drainRing(slot);
     slot.phase = 'exited';
-    if (this.stopping || this.slots[slot.index] !== slot || this.port === 0) return;
+    if (this.stopping || this.slots[slot.index] !== slot) return;
     this.aggregate.workerRestarts++;
     const delay = Math.min(5000, 100 * 2 ** slot.crashes);
     log('error', `worker ${slot.index} exited with code ${code}; replacing it in ${delay} ms (restarts so far: ${this.aggregate.workerRestarts})`);

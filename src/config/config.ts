@@ -74,7 +74,9 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
     if (eq !== -1) value = token.slice(eq + 1);
     else if (spec.kind === 'bool') value = true;
     else {
-      if (i + 1 >= argv.length) throw new ConfigError(`--${name}`, `needs a value ${spec.arg ?? ''}`.trim());
+      if (i + 1 >= argv.length || (argv[i + 1].startsWith('--') && OPTION_BY_NAME.has(argv[i + 1].slice(2).split('=')[0]))) {
+        throw new ConfigError(`--${name}`, `needs a value ${spec.arg ?? ''}`.trim());
+      }
       value = argv[++i];
     }
     if (spec.kind === 'url-list' || spec.kind === 'list') {
@@ -133,7 +135,12 @@ export function buildConfig(raw: RawSettings, configFile: string | null): Gatewa
   const get = (name: string) => setting(raw, name, name);
   const demoOrigin = get('demo-origin') as HostPort | null;
   const routeDefaults: RawSettings = {};
-  for (const spec of OPTIONS) if (spec.perRoute) routeDefaults[spec.name] = raw[spec.name];
+  for (const spec of OPTIONS) {
+    if (!spec.perRoute) continue;
+    // Checked here first so a bad top-level value is reported under its own name, not a route's.
+    setting(raw, spec.name, spec.name);
+    routeDefaults[spec.name] = raw[spec.name];
+  }
 
   const routes: RouteConfig[] = [];
   if (raw.routes !== undefined) {
@@ -155,12 +162,15 @@ export function buildConfig(raw: RawSettings, configFile: string | null): Gatewa
   }
   routes.sort(routeOrder);
 
+  const listen = get('listen') as HostPort | null;
+  if (listen === null) throw new ConfigError('listen', 'cannot be "off": the proxy needs an address');
+  if (demoOrigin && demoOrigin.port === 0) throw new ConfigError('demo-origin', 'needs a fixed port (the default route points at it)');
   const trusted = (get('trusted-proxy') as string[] | undefined) ?? [];
   for (const ip of trusted) if (!isIP(ip)) throw new ConfigError('trusted-proxy', `"${ip}" is not an IP address`);
 
   return deepFreeze({
     configFile,
-    listen: get('listen') as HostPort,
+    listen,
     admin: get('admin') as HostPort | null,
     workers: get('workers') as number,
     drainTimeoutMs: get('drain-timeout') as number,

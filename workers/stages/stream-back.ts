@@ -256,6 +256,8 @@ function flushPendingHeads(): void {
 }
 
 function upstreamErrorId(err: Error & { code?: string }): number {
+  // undici's parser errors carry no code, only their class name.
+  if (err.name === 'HTTPParserError') return E.UPSTREAM_BAD_RESPONSE;
   switch (err.code) {
     case 'UND_ERR_CONNECT_TIMEOUT':
       return E.UPSTREAM_CONNECT_TIMEOUT;

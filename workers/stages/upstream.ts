@@ -12,8 +12,8 @@ import { UpstreamHandler } from './stream-back';
 const VIA = '1.1 ugate';
 
 export function upstream(x: Exchange): void {
-  const headers = x.headers;
   if (x.connection !== null) dropConnectionNamed(x);
+  const headers = x.headers;
   const trusted = x.worker.trustedProxies.has(x.peer);
   headers.push('x-forwarded-for', trusted && x.forwardedFor !== null ? x.forwardedFor + ', ' + x.peer : x.peer);
   headers.push('x-forwarded-proto', trusted && x.forwardedProto !== null ? x.forwardedProto : 'http');

@@ -1,0 +1,34 @@
+# ugate — the two commands a new user needs are `make run` and `make test`.
+# Both install what they need on a fresh Debian 12 + Node 20 machine.
+
+ARGS ?=
+BENCH_ARGS ?=
+STAMP := node_modules/.ugate-installed
+
+.PHONY: run test build deps bench bench-quick clean
+
+run: build
+	node dist/src/cli.js --config config/default.yaml $(ARGS)
+
+test: build
+	npx vitest run
+
+build: deps
+	npx tsc -p tsconfig.json
+
+deps: $(STAMP)
+
+# npm ci installs exactly the lock file; re-run only when it changes.
+$(STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	node -e "require('msgpackr').isNativeAccelerationEnabled || console.warn('note: msgpackr native extractor not loaded; telemetry encoding uses the JS path')"
+	@touch $@
+
+bench: build
+	node native-bench/run.mjs $(BENCH_ARGS)
+
+bench-quick: build
+	node native-bench/run.mjs --quick $(BENCH_ARGS)
+
+clean:
+	rm -rf dist native-bench/build

@@ -1,0 +1,108 @@
+// Real upstream servers on loopback port 0 that record what reached them.
+import { createHash } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+
+export interface SeenRequest {
+  method: string;
+  url: string;
+  /** Raw header pairs as received, names in their original case. */
+  rawHeaders: string[];
+  headers: IncomingMessage['headers'];
+  bodyBytes: number;
+  bodySha256: string;
+  /** The request body stream ended normally (false: aborted / cut). */
+  complete: boolean;
+}
+
+export interface Origin {
+  readonly server: Server;
+  readonly port: number;
+  readonly url: string;
+  readonly seen: SeenRequest[];
+  close(): Promise<void>;
+}
+
+export type Handler = (req: IncomingMessage, res: ServerResponse, seen: SeenRequest) => void;
+
+/** An HTTP origin. By default it reads the whole body (hashing it) and then calls `handler`. */
+export async function startOrigin(handler: Handler, opts: { readBodyFirst?: boolean } = {}): Promise<Origin> {
+  const seen: SeenRequest[] = [];
+  const sockets = new Set<Socket>();
+  const server = createServer((req, res) => {
+    const s: SeenRequest = { method: req.method!, url: req.url!, rawHeaders: req.rawHeaders, headers: req.headers, bodyBytes: 0, bodySha256: '', complete: false };
+    seen.push(s);
+    if (opts.readBodyFirst === false) {
+      handler(req, res, s);
+      return;
+    }
+    const hash = createHash('sha256');
+    req.on('data', (d: Buffer) => {
+      s.bodyBytes += d.length;
+      hash.update(d);
+    });
+    req.on('end', () => {
+      s.complete = true;
+      s.bodySha256 = hash.digest('hex');
+      handler(req, res, s);
+    });
+  });
+  server.on('connection', (sock) => {
+    sockets.add(sock);
+    sock.once('close', () => sockets.delete(sock));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  return {
+    server,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    seen,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+/** A raw TCP origin for misbehaviour HTTP servers won't produce (resets, bad framing). */
+export async function startRawOrigin(onConnection: (socket: Socket) => void): Promise<{ server: NetServer; port: number; url: string; connections: number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const state = { connections: 0 };
+  const server = createNetServer((sock) => {
+    state.connections++;
+    sockets.add(sock);
+    sock.on('error', () => {});
+    sock.once('close', () => sockets.delete(sock));
+    onConnection(sock);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  return {
+    server,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    get connections() {
+      return state.connections;
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+/** A port on which nothing listens (bound, then released). */
+export async function closedPort(): Promise<number> {
+  const s = createNetServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+export function sha256(data: Buffer | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}

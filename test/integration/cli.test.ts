@@ -1,0 +1,273 @@
+// The built CLI (dist/) as operators run it: help, version, usage errors, startup failures,
+// and a config file with routes actually steering requests.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { createServer as createNetServer, type Server as NetServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OPTIONS } from '../../src/config/options';
+import { closedPort, startOrigin, type Origin } from '../helpers/origin';
+import { eventually, runCli, startUgate, type Ugate } from '../helpers/ugate';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const VERSION: string = require('../../package.json').version;
+
+/** One request with an explicit Host header (fetch cannot set Host). */
+function get(base: string, urlPath: string, host?: string): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: u.hostname, port: Number(u.port), path: urlPath, method: 'GET', agent: false, headers: host ? { host } : {} },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function expectOneLine(stderr: string): string {
+  const lines = stderr.trimEnd().split('\n');
+  expect(lines).toHaveLength(1);
+  expect(lines[0].startsWith('ugate: ')).toBe(true);
+  return lines[0];
+}
+
+describe('ugate --help / --version', () => {
+  it('--help exits 0 and lists every option with its default', async () => {
+    const { code, stdout, stderr } = await runCli(['--help']);
+    expect(code).toBe(0);
+    expect(stderr).toBe('');
+    expect(stdout).toContain(`ugate ${VERSION}`);
+    expect(stdout).toContain('Usage: ugate');
+    const lines = stdout.split('\n');
+    for (const o of OPTIONS) {
+      const line = lines.find((l) => l.startsWith(`  --${o.name} `) || l === `  --${o.name}`);
+      expect(line, `help line for --${o.name}`).toBeDefined();
+      if (o.default !== undefined && o.kind !== 'bool') expect(line).toContain(`[default: ${o.default}]`);
+      if (o.arg) expect(line).toContain(`--${o.name} ${o.arg}`);
+    }
+    expect(stdout).toContain('[default: 0.0.0.0:8080]');
+    expect(stdout).toContain('[default: 16kb]');
+    expect(stdout).toContain('Exit codes: 0 clean shutdown, 1 runtime failure, 2 usage or config error.');
+  });
+
+  it('--help wins even when other flags are bad values', async () => {
+    const { code, stdout } = await runCli(['--help', '--headers-timeout', 'whenever']);
+    expect(code).toBe(0);
+    expect(stdout).toContain('--headers-timeout');
+  });
+
+  it('--version prints the package version and exits 0', async () => {
+    const { code, stdout, stderr } = await runCli(['--version']);
+    expect(code).toBe(0);
+    expect(stderr).toBe('');
+    expect(stdout).toBe(`ugate ${VERSION}\n`);
+  });
+});
+
+describe('usage and config errors exit 2 with one line naming the field', () => {
+  it('unknown flag', async () => {
+    const { code, stdout, stderr } = await runCli(['--bogus', '1']);
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+    const line = expectOneLine(stderr);
+    expect(line).toBe('ugate: --bogus: unknown flag (see --help)');
+  });
+
+  it('flag missing its value', async () => {
+    const { code, stderr } = await runCli(['--upstream']);
+    expect(code).toBe(2);
+    expect(expectOneLine(stderr)).toContain('--upstream: needs a value');
+  });
+
+  it('--upstream not-a-url', async () => {
+    const { code, stderr } = await runCli(['--upstream', 'not-a-url']);
+    expect(code).toBe(2);
+    const line = expectOneLine(stderr);
+    expect(line).toMatch(/^ugate: upstream: /);
+    expect(line).toContain('"not-a-url"');
+  });
+
+  it('--connect-timeout 5parsecs', async () => {
+    const { code, stderr } = await runCli(['--upstream', 'http://127.0.0.1:1', '--connect-timeout', '5parsecs']);
+    expect(code).toBe(2);
+    const line = expectOneLine(stderr);
+    expect(line).toMatch(/^ugate: connect-timeout: /);
+    expect(line).toContain('"5parsecs"');
+  });
+
+  it('--max-header-size 200kb', async () => {
+    const { code, stderr } = await runCli(['--upstream', 'http://127.0.0.1:1', '--max-header-size', '200kb']);
+    expect(code).toBe(2);
+    const line = expectOneLine(stderr);
+    expect(line).toMatch(/^ugate: max-header-size: /);
+    expect(line).toContain(`${200 * 1024} is above the maximum ${96 * 1024}`);
+  });
+
+  it('no upstream at all', async () => {
+    const { code, stderr } = await runCli(['--listen', '127.0.0.1:0', '--admin', 'off']);
+    expect(code).toBe(2);
+    expect(expectOneLine(stderr)).toMatch(/^ugate: upstream: no backend configured/);
+  });
+
+  it('missing config file', async () => {
+    const { code, stderr } = await runCli(['--config', '/nonexistent/ugate.yaml']);
+    expect(code).toBe(2);
+    const line = expectOneLine(stderr);
+    expect(line).toMatch(/^ugate: config: cannot read \/nonexistent\/ugate\.yaml/);
+  });
+});
+
+describe('startup failures exit 1', () => {
+  let blocker: NetServer;
+  let busyPort: number;
+
+  beforeAll(async () => {
+    blocker = createNetServer();
+    await new Promise<void>((r) => blocker.listen({ host: '127.0.0.1', port: 0, exclusive: true }, r));
+    busyPort = (blocker.address() as { port: number }).port;
+  });
+  afterAll(() => new Promise<void>((r) => blocker.close(() => r())));
+
+  it('port already in use names listen and says so', async () => {
+    const { code, stdout, stderr } = await runCli(['--listen', `127.0.0.1:${busyPort}`, '--admin', 'off', '--workers', '1', '--upstream', 'http://127.0.0.1:1']);
+    expect(code).toBe(1);
+    expect(stdout).not.toContain('listening on');
+    const line = expectOneLine(stderr);
+    expect(line).toBe(`ugate: listen: cannot listen on 127.0.0.1:${busyPort}: address already in use`);
+  });
+
+  it('refuses the uWS pure-JS fallback unless --allow-js-fallback, without listening', async () => {
+    const port = await closedPort();
+    const { code, stdout, stderr } = await runCli(
+      ['--listen', `127.0.0.1:${port}`, '--admin', 'off', '--workers', '1', '--upstream', 'http://127.0.0.1:1'],
+      { UWS_USE_FALLBACK: '1' },
+    );
+    expect(code).toBe(1);
+    expect(stdout).not.toContain('listening on');
+    const line = expectOneLine(stderr);
+    expect(line).toContain('refusing to start');
+    expect(line).toContain('fallback');
+    expect(line).toContain('UWS_USE_FALLBACK');
+    expect(line).toContain('--allow-js-fallback');
+    // Nothing was left bound on the requested port.
+    const probe = createNetServer();
+    await new Promise<void>((res, rej) => {
+      probe.once('error', rej);
+      probe.listen({ host: '127.0.0.1', port, exclusive: true }, res);
+    });
+    await new Promise<void>((r) => probe.close(() => r()));
+  });
+});
+
+describe('a config file with routes', () => {
+  let dir: string;
+  let fallback: Origin;
+  let api: Origin;
+  let hosted: Origin;
+  let ugate: Ugate;
+
+  const tag = (name: string) => (req: { url?: string }, res: import('node:http').ServerResponse) => {
+    const send = () => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'x-origin': name });
+      res.end(`${name} ${req.url}`);
+    };
+    if (req.url?.includes('slow')) setTimeout(send, 1200);
+    else send();
+  };
+
+  beforeAll(async () => {
+    [fallback, api, hosted] = await Promise.all([startOrigin(tag('fallback')), startOrigin(tag('api')), startOrigin(tag('hosted'))]);
+    dir = mkdtempSync(path.join(tmpdir(), 'ugate-cli-'));
+    const file = path.join(dir, 'ugate.yaml');
+    writeFileSync(
+      file,
+      [
+        `upstream: ${fallback.url}`,
+        'headers-timeout: 10s',
+        'routes:',
+        '  - name: api',
+        '    path: /api',
+        `    upstream: ${api.url}`,
+        '    headers-timeout: 300ms',
+        '  - name: hosted',
+        '    host: only.example.com',
+        '    path: /site',
+        `    upstream: [${hosted.url}]`,
+        '',
+      ].join('\n'),
+    );
+    ugate = await startUgate(['--config', file]);
+  });
+
+  afterAll(async () => {
+    await ugate?.stop();
+    await Promise.all([fallback?.close(), api?.close(), hosted?.close()]);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('announces each route', () => {
+    const out = ugate.output();
+    expect(out).toContain(`route api: */api -> ${api.url}`);
+    expect(out).toContain(`route hosted: only.example.com/site -> ${hosted.url}`);
+    expect(out).toContain(`route default: */ -> ${fallback.url}`);
+  });
+
+  it('sends the route path to the route origin and everything else to the default upstream', async () => {
+    const a = await get(ugate.url, '/api/users?id=1');
+    expect(a.status).toBe(200);
+    expect(a.body).toBe('api /api/users?id=1');
+
+    const b = await get(ugate.url, '/api');
+    expect(b.body).toBe('api /api');
+
+    const c = await get(ugate.url, '/apix');
+    expect(c.status).toBe(200);
+    expect(c.body).toBe('fallback /apix');
+
+    const d = await get(ugate.url, '/other/page');
+    expect(d.body).toBe('fallback /other/page');
+  });
+
+  it('uses a host-specific route only for that host', async () => {
+    const other = await get(ugate.url, '/site/index.html', 'www.example.com');
+    expect(other.status).toBe(200);
+    expect(other.body).toBe('fallback /site/index.html');
+
+    const own = await get(ugate.url, '/site/index.html', `only.example.com:${ugate.port}`);
+    expect(own.status).toBe(200);
+    expect(own.body).toBe('hosted /site/index.html');
+
+    const sub = await get(ugate.url, '/site', 'sub.only.example.com');
+    expect(sub.body).toBe('fallback /site');
+    expect(hosted.seen.map((s) => s.url)).toEqual(['/site/index.html']);
+  });
+
+  it('applies the per-route headers-timeout, not the top-level one', async () => {
+    const slowApi = await get(ugate.url, '/api/slow');
+    expect(slowApi.status).toBe(504);
+    // The default route inherits the top-level 10s and waits for the same slow origin.
+    const slowDefault = await get(ugate.url, '/slow');
+    expect(slowDefault.status).toBe(200);
+    expect(slowDefault.body).toBe('fallback /slow');
+  });
+
+  it('/stats counts requests by route name', async () => {
+    // api: 3 (two 200s + one 504), hosted: 1, default: 5.
+    const byRoute = await eventually(async () => {
+      const s = await ugate.stats();
+      const r = s.requests.byRoute;
+      return r.api === 3 && r.hosted === 1 && r.default === 5 ? r : undefined;
+    }, 5000).catch(async (err) => {
+      throw new Error(`${err}: byRoute=${JSON.stringify((await ugate.stats()).requests.byRoute)}`);
+    });
+    expect(Object.keys(byRoute).sort()).toEqual(['api', 'default', 'hosted']);
+  });
+});

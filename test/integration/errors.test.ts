@@ -1,0 +1,190 @@
+// Every error the gateway answers itself: the status and code the client gets, and what the
+// backend saw (for client errors: nothing at all).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { closedPort, startOrigin, startRawOrigin, type Origin } from '../helpers/origin';
+import { rawRequest } from '../helpers/raw';
+import { eventually, startUgate, type Ugate } from '../helpers/ugate';
+
+let origin: Origin;
+let u: Ugate;
+
+beforeAll(async () => {
+  origin = await startOrigin((req, res) => {
+    if (req.url === '/hang') return; // never answers
+    res.end(`ok ${req.method}`);
+  }, { readBodyFirst: true });
+  u = await startUgate(['--upstream', origin.url, '--max-body-size', '64kb', '--headers-timeout', '500ms']);
+});
+
+afterAll(async () => {
+  await u?.stop();
+  await origin?.close();
+});
+
+/** Send raw bytes; assert the status, the error code, and that the origin saw nothing. */
+async function refused(request: (string | Buffer | number)[], status: number, code: string, waitMs = 2000) {
+  const before = origin.seen.length;
+  const r = await rawRequest(u.port, request, waitMs);
+  expect(r.status).toBe(status);
+  expect(r.text).toContain(`x-ugate-error: ${code}`);
+  expect(origin.seen.length).toBe(before);
+  return r;
+}
+
+describe('client errors never reach the backend', () => {
+  it('431 for a header block over --max-header-size, including sizes uWS itself would accept', async () => {
+    for (const size of [17 * 1024, 60 * 1024, 99 * 1024]) {
+      await refused([`GET / HTTP/1.1\r\nHost: t\r\nX-Big: ${'a'.repeat(size)}\r\n\r\n`], 431, 'UGATE_ERR_HEADERS_TOO_LARGE');
+    }
+    // Many fields add up the same way (uWS caps the count near 50, so stay under it).
+    const many = Array.from({ length: 40 }, (_, i) => `X-F${i}: ${'v'.repeat(450)}\r\n`).join('');
+    await refused([`GET / HTTP/1.1\r\nHost: t\r\n${many}\r\n`], 431, 'UGATE_ERR_HEADERS_TOO_LARGE');
+  });
+
+  it('accepts a header block just under the limit', async () => {
+    const r = await rawRequest(u.port, [`GET /fits HTTP/1.1\r\nHost: t\r\nX-Big: ${'a'.repeat(15 * 1024)}\r\nConnection: close\r\n\r\n`]);
+    expect(r.status).toBe(200);
+  });
+
+  it('400 for two Host headers', async () => {
+    await refused(['GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n'], 400, 'UGATE_ERR_DUPLICATE_HOST');
+  });
+
+  it('400 for differing duplicate Content-Length (smuggling shape), and the connection is closed', async () => {
+    const r = await refused(['POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd'], 400, 'UGATE_ERR_BAD_CONTENT_LENGTH');
+    expect(r.closed).toBe(true);
+  });
+
+
+  it('accepts identical repeated Content-Length', async () => {
+    const before = origin.seen.length;
+    const r = await rawRequest(u.port, ['POST /same HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc']);
+    expect(r.status).toBe(200);
+    expect(origin.seen.length).toBe(before + 1);
+    expect(origin.seen[before].bodyBytes).toBe(3);
+  });
+
+  it('Content-Length with Transfer-Encoding: the connection is closed, nothing forwarded', async () => {
+    // uWS drops this shape before ugate sees it; what matters is that it is not forwarded.
+    const before = origin.seen.length;
+    const r = await rawRequest(u.port, ['POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n']);
+    expect(r.closed).toBe(true);
+    expect(r.status === 0 || r.status === 400).toBe(true);
+    expect(origin.seen.length).toBe(before);
+  });
+
+  it('501 for a transfer coding other than chunked', async () => {
+    await refused(['POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n'], 501, 'UGATE_ERR_UNSUPPORTED_TRANSFER_CODING');
+  });
+
+  it('400 for a target whose bytes are not valid UTF-8', async () => {
+    await refused([Buffer.from('GET /bad\xff\xfe HTTP/1.1\r\nHost: t\r\n\r\n', 'latin1')], 400, 'UGATE_ERR_BAD_TARGET');
+  });
+
+  it('413 for a declared body over --max-body-size, before any of it is read', async () => {
+    const r = await refused(['POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n'], 413, 'UGATE_ERR_BODY_TOO_LARGE');
+    expect(r.closed).toBe(true);
+  });
+
+  it('413 for a chunked body that grows over --max-body-size while streaming; the backend never gets it whole', async () => {
+    const before = origin.seen.length;
+    const chunk = `4000\r\n${'x'.repeat(0x4000)}\r\n`;
+    const r = await rawRequest(u.port, ['POST /big HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n', ...Array(8).fill(chunk), '0\r\n\r\n'], 3000);
+    expect(r.status).toBe(413);
+    expect(r.text).toContain('x-ugate-error: UGATE_ERR_BODY_TOO_LARGE');
+    expect(r.closed).toBe(true);
+    // The request may have started upstream (bodies stream), but it never completed there.
+    await new Promise((res) => setTimeout(res, 200));
+    expect(origin.seen.slice(before).filter((s) => s.complete)).toHaveLength(0);
+  });
+
+  it('requests uWS never hands to ugate (no Host, HTTP/1.0, absolute-form, bad Content-Length, over ~50 fields, garbage) are closed unanswered and not forwarded', async () => {
+    // This uWS build neither answers these nor passes them on; it closes them at its ~10 s idle
+    // timeout. Documented in the README; asserted here so a uWS upgrade that changes it is noticed.
+    const before = origin.seen.length;
+    const results = await Promise.all([
+      rawRequest(u.port, ['GET / HTTP/1.1\r\n\r\n'], 15_000),
+      rawRequest(u.port, ['GET / HTTP/1.0\r\nHost: t\r\n\r\n'], 15_000),
+      rawRequest(u.port, ['GET http://t/ HTTP/1.1\r\nHost: t\r\n\r\n'], 15_000),
+      rawRequest(u.port, ['POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3x\r\n\r\nabc'], 15_000),
+      rawRequest(u.port, [`GET / HTTP/1.1\r\nHost: t\r\n${Array.from({ length: 60 }, (_, i) => `X-F${i}: v\r\n`).join('')}\r\n`], 15_000),
+      rawRequest(u.port, ['NOT HTTP AT ALL\r\n\r\n'], 15_000),
+    ]);
+    for (const r of results) {
+      expect(r.closed).toBe(true);
+      expect(r.status === 0 || r.status === 400).toBe(true);
+    }
+    expect(origin.seen.length).toBe(before);
+  }, 30_000);
+});
+
+describe('the uWS slow-body cut-off', () => {
+  it('a request body trickling slower than uWS allows is cut, and the backend sees it incomplete', async () => {
+    const before = origin.seen.length;
+    const start = Date.now();
+    const parts: (string | number)[] = ['POST /trickle HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n'];
+    for (let i = 0; i < 9; i++) parts.push('x'.repeat(100), 2000);
+    const r = await rawRequest(u.port, parts, 25_000);
+    expect(r.closed).toBe(true);
+    expect(r.status).toBe(0);
+    const elapsed = Date.now() - start;
+    expect(elapsed).toBeGreaterThan(8_000);
+    expect(elapsed).toBeLessThan(20_000);
+    await eventually(() => origin.seen.length > before);
+    await new Promise((res) => setTimeout(res, 200));
+    expect(origin.seen[before].complete).toBe(false);
+  }, 30_000);
+});
+
+describe('upstream failures', () => {
+  it('502 when the backend refuses the connection', async () => {
+    const g = await startUgate(['--upstream', `http://127.0.0.1:${await closedPort()}`], { workers: 1 });
+    try {
+      const res = await fetch(g.url + '/x');
+      expect(res.status).toBe(502);
+      expect(res.headers.get('x-ugate-error')).toBe('UGATE_ERR_UPSTREAM_CONNECT');
+    } finally {
+      await g.stop();
+    }
+  });
+
+  it('502 when the backend closes before sending headers, and when it sends garbage', async () => {
+    const closer = await startRawOrigin((sock) => sock.once('data', () => sock.destroy()));
+    const garbage = await startRawOrigin((sock) => sock.once('data', () => sock.end('NONSENSE\r\n\r\n')));
+    const a = await startUgate(['--upstream', closer.url], { workers: 1 });
+    const b = await startUgate(['--upstream', garbage.url], { workers: 1 });
+    try {
+      const ra = await fetch(a.url + '/x');
+      expect(ra.status).toBe(502);
+      expect(ra.headers.get('x-ugate-error')).toBe('UGATE_ERR_UPSTREAM_RESET');
+      const rb = await fetch(b.url + '/x');
+      expect(rb.status).toBe(502);
+      expect(rb.headers.get('x-ugate-error')).toBe('UGATE_ERR_UPSTREAM_BAD_RESPONSE');
+    } finally {
+      await a.stop();
+      await b.stop();
+      await closer.close();
+      await garbage.close();
+    }
+  });
+
+  it('504 when the backend sends no headers within --headers-timeout', async () => {
+    const start = Date.now();
+    const res = await fetch(u.url + '/hang');
+    expect(res.status).toBe(504);
+    expect(res.headers.get('x-ugate-error')).toBe('UGATE_ERR_UPSTREAM_HEADERS_TIMEOUT');
+    expect(Date.now() - start).toBeLessThan(5000);
+  });
+
+  it('keeps serving after all of the above, and counts every error by status', async () => {
+    const res = await fetch(u.url + '/after');
+    expect(res.status).toBe(200);
+    const stats = await eventually(async () => {
+      const s = await u.stats();
+      return s.requests.byStatus['431'] >= 4 && s.requests.byStatus['504'] >= 1 ? s : undefined;
+    });
+    expect(stats.requests.byStatus['413']).toBeGreaterThanOrEqual(2);
+    expect(stats.requests.byStatus['400']).toBeGreaterThanOrEqual(4);
+    expect(stats.workerRestarts).toBe(0);
+  });
+});
