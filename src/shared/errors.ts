@@ -29,7 +29,6 @@ export const ERRORS = [
   { code: 'UGATE_ERR_UPSTREAM_RESET', status: 502, reason: 'upstream closed the connection before responding', source: 'upstream', retryable: true },
   { code: 'UGATE_ERR_UPSTREAM_BAD_RESPONSE', status: 502, reason: 'upstream sent an invalid response', source: 'upstream', retryable: false },
   { code: 'UGATE_ERR_NO_BACKEND', status: 503, reason: 'no backend available', source: 'internal', retryable: false },
-  { code: 'UGATE_ERR_SHUTTING_DOWN', status: 503, reason: 'gateway is shutting down', source: 'internal', retryable: true },
   { code: 'UGATE_ERR_UPSTREAM_CONNECT_TIMEOUT', status: 504, reason: 'upstream connect timed out', source: 'upstream', retryable: true },
   { code: 'UGATE_ERR_UPSTREAM_HEADERS_TIMEOUT', status: 504, reason: 'upstream did not send headers in time', source: 'upstream', retryable: false },
   { code: 'UGATE_ERR_INTERNAL', status: 500, reason: 'internal gateway error', source: 'internal', retryable: false },
