@@ -18,9 +18,10 @@ build: deps
 
 deps: $(STAMP)
 
-# npm ci installs exactly the lock file; re-run only when it changes.
+# npm install honours the lock file (npm ci rejects this lock under npm 11: it drops the
+# optional msgpackr-extract packages of other platforms). Re-run only when they change.
 $(STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund
+	npm install --no-audit --no-fund
 	node -e "require('msgpackr').isNativeAccelerationEnabled || console.warn('note: msgpackr native extractor not loaded; telemetry encoding uses the JS path')"
 	@touch $@
 
