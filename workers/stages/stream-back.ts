@@ -64,6 +64,12 @@ export class UpstreamHandler {
   onError(err: Error & { code?: string }): void {
     const x = this.x;
     if (x.phase === Phase.Done) return;
+    // undici 7 checks Content-Length against the body for every status but HEAD, so a valid
+    // bodiless 304 that reports the entity's length arrives here: finish it as the 304 it is.
+    if (x.status === 304 && x.headPending && err.code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
+      this.onComplete();
+      return;
+    }
     if (x.phase === Phase.Waiting || (x.headPending && x.bytesOut === 0)) {
       respondError(x, upstreamErrorId(err));
       return;
@@ -116,9 +122,10 @@ function endCorked(): void {
   const res = x.res;
   if (x.headPending) writeHead(x);
   if (isBodiless(x)) {
-    // HEAD keeps the Content-Length the backend reported; 204/304 carry none of their own.
-    if (x.responseLength >= 0 && x.status !== 204) res.endWithoutBody(x.responseLength);
-    else res.endWithoutBody();
+    // HEAD and 304 keep the Content-Length the backend reported. Written as a header: this
+    // uWS build's endWithoutBody(length) leaves the response open and stalls keep-alive.
+    if (x.responseLength >= 0 && x.status !== 204) res.writeHeader('content-length', String(x.responseLength));
+    res.endWithoutBody();
   } else if (x.responseLength > 0) {
     // Known length fully sent already ends the response in tryEnd (finish ran there).
     return;
