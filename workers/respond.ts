@@ -1,5 +1,5 @@
 // The gateway's own answers: a status, a one-line reason, and the stable error code.
-import { errorSpec } from '../src/shared/errors';
+import { E, errorSpec } from '../src/shared/errors';
 import { Exchange, Phase } from './exchange';
 import { record } from './stages/record';
 
@@ -9,8 +9,7 @@ export function respondError(x: Exchange, id: number): void {
   x.errorId = id;
   x.status = spec.status;
   x.phase = Phase.Done;
-  // An unread or half-read request body would be parsed as the next request: close instead.
-  const close = spec.source === 'client' || (x.body !== null && !x.body.readableEnded) || x.worker.draining;
+  const close = mustClose(x, id) || x.worker.draining;
   const res = x.res;
   res.cork(() => {
     res.writeStatus(`${spec.status} ${spec.reason}`);
@@ -20,4 +19,14 @@ export function respondError(x: Exchange, id: number): void {
     res.end(`${spec.status} ${spec.reason}\n`, close);
   });
   record(x);
+}
+
+// Errors that leave the connection's framing in doubt, or a request body unread: the rest of
+// the body would be parsed as the next request, so the connection is closed instead.
+const FRAMING_ERRORS = new Set<number>([E.BAD_CONTENT_LENGTH, E.HEADERS_TOO_LARGE, E.UNSUPPORTED_TRANSFER_CODING, E.BAD_TARGET, E.DUPLICATE_HOST, E.MISSING_HOST, E.BAD_REQUEST, E.BAD_HEADER]);
+
+function mustClose(x: Exchange, id: number): boolean {
+  if (FRAMING_ERRORS.has(id)) return true;
+  const declaresBody = x.contentLength > 0 || x.transferEncoding !== null;
+  return declaresBody && (x.body === null || !x.body.readableEnded);
 }
