@@ -72,6 +72,8 @@ export class Exchange {
   resumeUpstream: (() => void) | null = null;
   writableRegistered = false;
   bytesIn = 0;
+  /** The client's request body has been read to its end. */
+  bodyComplete = false;
   bytesOut = 0;
   /** Error id (shared/errors) when the gateway answered instead of the backend. */
   errorId = 0;

@@ -27,6 +27,5 @@ const FRAMING_ERRORS = new Set<number>([E.BAD_CONTENT_LENGTH, E.HEADERS_TOO_LARG
 
 function mustClose(x: Exchange, id: number): boolean {
   if (FRAMING_ERRORS.has(id)) return true;
-  const declaresBody = x.contentLength > 0 || x.transferEncoding !== null;
-  return declaresBody && (x.body === null || !x.body.readableEnded);
+  return (x.contentLength > 0 || x.transferEncoding !== null) && !x.bodyComplete;
 }

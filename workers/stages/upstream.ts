@@ -1,6 +1,5 @@
 // Stage "upstream": build the backend request (hop-by-hop fields out, X-Forwarded-* and Via in)
-// and dispatch it on the backend's undici pool. The Exchange itself is the undici handler,
-// so no per-request handler object or closure is created.
+// and dispatch it on the backend's undici pool.
 import type { Dispatcher } from 'undici';
 import { E } from '../../src/shared/errors';
 import type { Exchange } from '../exchange';
@@ -20,17 +19,23 @@ export function upstream(x: Exchange): void {
   headers.push('x-forwarded-host', trusted && x.forwardedHost !== null ? x.forwardedHost : x.host);
   headers.push('via', x.via === null ? VIA : x.via + ', ' + VIA);
 
-  const hasBody = x.contentLength > 0 || x.transferEncoding !== null;
   if (x.contentLength >= 0) headers.push('content-length', String(x.contentLength));
-  if (hasBody) {
-    x.body = new RequestBody(x);
+  if (x.contentLength > 0 || x.transferEncoding !== null) {
+    // Dispatch waits for the first body chunk: a body that arrives whole in it (most small
+    // bodies) goes to undici as one Buffer, skipping the stream machinery. Nothing is held
+    // back that the backend could already use.
     x.res.onData((chunk, isLast) => onClientData(x, chunk, isLast));
+    return;
   }
+  dispatch(x, null);
+}
+
+function dispatch(x: Exchange, body: Buffer | RequestBody | null): void {
   const opts: Dispatcher.DispatchOptions = {
     path: x.target,
     method: x.method as Dispatcher.HttpMethod,
-    headers,
-    body: x.body,
+    headers: x.headers,
+    body,
   };
   x.dispatchOptions = opts;
   x.phase = Phase.Waiting;
@@ -40,14 +45,24 @@ export function upstream(x: Exchange): void {
 
 function onClientData(x: Exchange, chunk: ArrayBuffer, isLast: boolean): void {
   x.bytesIn += chunk.byteLength;
+  if (isLast) x.bodyComplete = true;
   const max = x.route!.config.maxBodySize;
   if (max > 0 && x.bytesIn > max) {
     // Chunked bodies have no declared length: the limit is enforced while streaming.
     // Answer first: aborting may report the abort to the handler synchronously.
     respondError(x, E.BODY_TOO_LARGE);
     if (x.abortUpstream !== null) x.abortUpstream();
-    x.body!.destroy();
+    if (x.body !== null) x.body.destroy();
     return;
+  }
+  if (x.dispatchOptions === null) {
+    if (x.phase === Phase.Done) return;
+    if (isLast) {
+      dispatch(x, Buffer.from(chunk.slice(0)));
+      return;
+    }
+    x.body = new RequestBody(x);
+    dispatch(x, x.body);
   }
   x.body!.pushChunk(chunk, isLast);
 }
