@@ -43,6 +43,16 @@ let stopped = false;
 
 const app = uWS.App().any('/*', (res, req) => handleRequest(res, req, state));
 
+// Test-only fault injection: a request for this exact path throws inside the worker, so the
+// tests can exercise crash handling and replacement end to end. An exact uWS route, so the
+// proxy path pays nothing for it; never set it in production.
+const crashPath = process.env.UGATE_TEST_CRASH_PATH;
+if (crashPath) {
+  app.get(crashPath, () => {
+    throw new Error(`injected crash (UGATE_TEST_CRASH_PATH=${crashPath})`);
+  });
+}
+
 app.listen(init.config.listen.host, init.port, (socket) => {
   if (!socket) {
     send({ type: 'listen-failed', reason: `cannot listen on ${init.config.listen.host}:${init.port}` });

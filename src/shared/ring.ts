@@ -101,16 +101,13 @@ function ringCapacity(sab: SharedArrayBuffer): number {
   return cap;
 }
 
-/** Producer side. Exactly one RingWriter per ring may exist (in one thread). */
-export class RingWriter {
-  private readonly header: Int32Array;
-  private readonly bytes: Uint8Array;
-  private readonly words: Int32Array;
-  private readonly cap: number;
-  private readonly mask: number;
-  private readonly packr = new Packr({ useRecords: false });
-  /** Local copy of WRITE_POS (uint32); we are its only writer, so no load needed. */
-  private writePos: number;
+/** The views both ends of a ring read and write through. */
+abstract class RingViews {
+  protected readonly header: Int32Array;
+  protected readonly bytes: Uint8Array;
+  protected readonly words: Int32Array;
+  protected readonly cap: number;
+  protected readonly mask: number;
 
   constructor(sab: SharedArrayBuffer) {
     this.cap = ringCapacity(sab);
@@ -118,6 +115,17 @@ export class RingWriter {
     this.header = new Int32Array(sab, 0, RING_HEADER_SLOTS);
     this.bytes = new Uint8Array(sab, RING_HEADER_BYTES, this.cap);
     this.words = new Int32Array(sab, RING_HEADER_BYTES, this.cap / 4);
+  }
+}
+
+/** Producer side. Exactly one RingWriter per ring may exist (in one thread). */
+export class RingWriter extends RingViews {
+  private readonly packr = new Packr({ useRecords: false });
+  /** Local copy of WRITE_POS (uint32); we are its only writer, so no load needed. */
+  private writePos: number;
+
+  constructor(sab: SharedArrayBuffer) {
+    super(sab);
     this.writePos = Atomics.load(this.header, RING_WRITE_POS) >>> 0;
   }
 
@@ -178,12 +186,7 @@ export class RingWriter {
 }
 
 /** Consumer side. Exactly one RingReader per ring may exist (in one thread). */
-export class RingReader {
-  private readonly header: Int32Array;
-  private readonly bytes: Uint8Array;
-  private readonly words: Int32Array;
-  private readonly cap: number;
-  private readonly mask: number;
+export class RingReader extends RingViews {
   // copyBuffers: binary values must not alias the scratch buffer, which is
   // reused for the next frame.
   private readonly unpackr = new Unpackr({ useRecords: false, copyBuffers: true });
@@ -197,11 +200,7 @@ export class RingReader {
   private scratch: Buffer = Buffer.allocUnsafe(256);
 
   constructor(sab: SharedArrayBuffer) {
-    this.cap = ringCapacity(sab);
-    this.mask = this.cap - 1;
-    this.header = new Int32Array(sab, 0, RING_HEADER_SLOTS);
-    this.bytes = new Uint8Array(sab, RING_HEADER_BYTES, this.cap);
-    this.words = new Int32Array(sab, RING_HEADER_BYTES, this.cap / 4);
+    super(sab);
     this.readPos = Atomics.load(this.header, RING_READ_POS) >>> 0;
   }
 

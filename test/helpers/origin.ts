@@ -51,13 +51,16 @@ export async function startOrigin(handler: Handler, opts: { readBodyFirst?: bool
     sockets.add(sock);
     sock.once('close', () => sockets.delete(sock));
   });
+  return { server, seen, ...(await listenLoopback(server, sockets)) };
+}
+
+/** Listen on 127.0.0.1 port 0; `close` also destroys the connections still open. */
+async function listenLoopback(server: Server | NetServer, sockets: Set<Socket>): Promise<{ port: number; url: string; close(): Promise<void> }> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as { port: number }).port;
   return {
-    server,
     port,
     url: `http://127.0.0.1:${port}`,
-    seen,
     close: () =>
       new Promise<void>((r) => {
         for (const s of sockets) s.destroy();
@@ -77,20 +80,13 @@ export async function startRawOrigin(onConnection: (socket: Socket) => void): Pr
     sock.once('close', () => sockets.delete(sock));
     onConnection(sock);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
+  const listening = await listenLoopback(server, sockets);
   return {
     server,
-    port,
-    url: `http://127.0.0.1:${port}`,
+    ...listening,
     get connections() {
       return state.connections;
     },
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
   };
 }
 

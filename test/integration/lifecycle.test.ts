@@ -4,6 +4,7 @@ import { request as httpRequest, type IncomingMessage, type ServerResponse } fro
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrigin, type Origin } from '../helpers/origin';
+import { rawRequest } from '../helpers/raw';
 import { parseResponses, rawConnect } from '../helpers/stream-http';
 import { eventually, startUgate, type Ugate } from '../helpers/ugate';
 
@@ -315,5 +316,33 @@ describe('admin API', () => {
     expect(Array.isArray(stats.workers)).toBe(true);
     expect(stats.workers.map((w) => w.index)).toEqual([0, 1]);
     expect(stats.workers.reduce((n, w) => n + w.requests, 0)).toBe(OK + MISSING);
+  });
+});
+
+describe('worker supervision', () => {
+  it('replaces a worker that crashed, counts it, and keeps the process alive', async () => {
+    const origin = await startOrigin((_req, res) => res.end('ok'));
+    const g = await startUgate(['--upstream', origin.url], { workers: 2, env: { UGATE_TEST_CRASH_PATH: '/__crash' } });
+    try {
+      const crash = await rawRequest(g.port, ['GET /__crash HTTP/1.1\r\nHost: t\r\n\r\n'], 3000);
+      expect(crash.status).toBe(0);
+      const stats = await eventually(async () => {
+        const s = await g.stats();
+        return s.workerRestarts === 1 && s.workers.every((w) => w.phase === 'listening') ? s : undefined;
+      }, 10_000);
+      expect(stats.workers).toHaveLength(2);
+      expect(await g.metrics()).toContain('ugate_worker_restarts_total 1');
+      // Fresh connections land on both workers again, the replacement included.
+      for (let i = 0; i < 20; i++) {
+        const r = await rawRequest(g.port, ['GET /after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n']);
+        expect(r.status).toBe(200);
+      }
+      expect(g.output()).toContain('injected crash');
+      expect(g.output()).not.toContain('Assertion failed');
+      expect(await g.stop()).toBe(0);
+    } finally {
+      await g.stop();
+      await origin.close();
+    }
   });
 });
