@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { GatewayConfig } from './config/config';
 import { log } from './log';
+import { BackendTable, backendCount } from './shared/backend-table';
 import { CONTROL_RING_BYTES, TELEMETRY_RING_BYTES } from './shared/layout';
 import { createRing, RingReader, RingWriter } from './shared/ring';
 import { TELEMETRY_INTERVAL_MS, type ControlFrame, type TelemetryFrame } from './shared/telemetry-frame';
@@ -33,7 +34,11 @@ export class Supervisor {
   private port = 0;
   private readonly pollTimer: NodeJS.Timeout;
 
-  constructor(private readonly config: GatewayConfig, private readonly aggregate: TelemetryAggregate) {
+  /** The per-backend table shared with every worker (src/shared/backend-table.ts). */
+  readonly backendTable: SharedArrayBuffer;
+
+  constructor(private readonly config: GatewayConfig, private readonly aggregate: TelemetryAggregate, backendTable?: SharedArrayBuffer) {
+    this.backendTable = backendTable ?? BackendTable.create(backendCount(config));
     this.pollTimer = setInterval(() => this.collectTelemetry(), TELEMETRY_INTERVAL_MS);
   }
 
@@ -57,7 +62,7 @@ export class Supervisor {
   private spawn(index: number, crashes = 0): Slot {
     const telemetryRing = createRing(TELEMETRY_RING_BYTES);
     const controlRing = createRing(CONTROL_RING_BYTES);
-    const init: WorkerInit = { index, config: this.config, port: this.port, telemetryRing, controlRing };
+    const init: WorkerInit = { index, config: this.config, port: this.port, telemetryRing, controlRing, backendTable: this.backendTable };
     const worker = new Worker(WORKER_SCRIPT, { workerData: init, name: `ugate-proxy-${index}` });
     const slot: Slot = {
       index,

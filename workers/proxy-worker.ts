@@ -6,7 +6,9 @@ import uWS from 'uWebSockets.js';
 import type { GatewayConfig } from '../src/config/config';
 import { RingReader, RingWriter } from '../src/shared/ring';
 import { TELEMETRY_INTERVAL_MS, type ControlFrame } from '../src/shared/telemetry-frame';
+import { BackendTable } from '../src/shared/backend-table';
 import { handleRequest } from './pipeline';
+import { RetryBudget } from './retry-budget';
 import { WorkerTelemetry } from './telemetry';
 import { createRoutes, type WorkerState } from './worker-state';
 
@@ -17,6 +19,8 @@ export interface WorkerInit {
   readonly port: number;
   readonly telemetryRing: SharedArrayBuffer;
   readonly controlRing: SharedArrayBuffer;
+  /** The per-backend table (src/shared/backend-table.ts), shared by main and every worker. */
+  readonly backendTable: SharedArrayBuffer;
 }
 
 /** Messages to the main thread outside the rings: lifecycle events, once each. */
@@ -26,7 +30,8 @@ export type WorkerEvent =
   | { type: 'drained' };
 
 const init = workerData as WorkerInit;
-const routes = createRoutes(init.config);
+const backendTable = new BackendTable(init.backendTable);
+const routes = createRoutes(init.config, backendTable);
 const state: WorkerState = {
   index: init.index,
   config: init.config,
@@ -35,6 +40,8 @@ const state: WorkerState = {
   telemetry: new WorkerTelemetry(routes.length, init.index),
   draining: false,
   inFlight: 0,
+  backendTable,
+  retryBudget: new RetryBudget(),
 };
 const telemetryOut = new RingWriter(init.telemetryRing);
 const controlIn = new RingReader(init.controlRing);

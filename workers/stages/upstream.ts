@@ -2,6 +2,7 @@
 // and dispatch it on the backend's undici pool. The Exchange itself is the undici handler,
 // so no per-request handler object or closure is created.
 import type { Dispatcher } from 'undici';
+import { noteDispatch, noteRelease } from '../../src/shared/backend-table';
 import { E } from '../../src/shared/errors';
 import type { Exchange } from '../exchange';
 import { Phase } from '../exchange';
@@ -35,7 +36,26 @@ export function upstream(x: Exchange): void {
   x.dispatchOptions = opts;
   x.phase = Phase.Waiting;
   x.worker.inFlight++;
-  x.backend!.pool.dispatch(opts, new UpstreamHandler(x));
+  x.worker.retryBudget.noteRequest(x.startedAt);
+  dispatchAttempt(x);
+}
+
+/** Send the request to x.backend, holding an in-flight slot in the shared table until the
+ * attempt ends (releaseBackend). Retries (workers/retry.ts) come back here. */
+export function dispatchAttempt(x: Exchange): void {
+  const b = x.backend!;
+  x.attempts++;
+  x.probe = noteDispatch(b.state, b.row);
+  x.backendHeld = true;
+  x.dispatchedAt = performance.now();
+  b.pool.dispatch(x.dispatchOptions!, new UpstreamHandler(x, x.attempts));
+}
+
+export function releaseBackend(x: Exchange): void {
+  if (!x.backendHeld) return;
+  x.backendHeld = false;
+  const b = x.backend!;
+  noteRelease(b.state, b.row, x.probe);
 }
 
 function onClientData(x: Exchange, chunk: ArrayBuffer, isLast: boolean): void {
