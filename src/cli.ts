@@ -3,6 +3,9 @@
 import { createServer as createNetServer } from 'node:net';
 import type { Server } from 'node:http';
 import { startAdmin, type AdminServer } from './admin';
+import { BackendAdmin } from './backend-admin';
+import { HealthChecker } from './health-checker';
+import { BackendTable } from './shared/backend-table';
 import { formatHelp, formatHostPort, loadConfig, type GatewayConfig, type HostPort } from './config/config';
 import { startDemoOrigin } from './demo-origin';
 import { log } from './log';
@@ -50,10 +53,13 @@ async function main(argv: string[]): Promise<void> {
   const startedAt = Date.now();
   const aggregate = new TelemetryAggregate(config.routes.map((r) => r.name));
   const supervisor = new Supervisor(config, aggregate);
+  const backendTable = new BackendTable(supervisor.backendTable);
+  const health = new HealthChecker(config, backendTable);
   let admin: AdminServer | null = null;
   try {
     await supervisor.start(port);
-    if (config.admin) admin = await startAdmin(config.admin, supervisor, aggregate, startedAt);
+    health.start();
+    if (config.admin) admin = await startAdmin(config.admin, supervisor, aggregate, startedAt, new BackendAdmin(config, backendTable));
   } catch (err) {
     // Workers that did start hold uWS sockets: exiting before they close would abort the process.
     await supervisor.drain(1000);
