@@ -7,7 +7,7 @@ import { Agent, request } from 'undici';
 import type { BalancingConfig, GatewayConfig } from './config/config';
 import { log } from './log';
 import { BackendTable, backendTableIndexes } from './shared/backend-table';
-import { BK_HEALTHY } from './shared/layout';
+import { BK_EJECTED_UNTIL, BK_HEALTHY } from './shared/layout';
 
 interface Target {
   readonly route: string;
@@ -77,6 +77,8 @@ export class HealthChecker {
 
   private setUp(t: Target, up: boolean): void {
     t.up = up;
+    // Back up by active checks: a passive ejection from the outage is over too.
+    if (up) Atomics.store(this.table.i32, t.row + BK_EJECTED_UNTIL, 0);
     log(up ? 'info' : 'warn', `health: route ${t.route} backend ${t.url} is ${up ? 'up' : 'down'}`);
   }
 
