@@ -126,11 +126,13 @@ export function noteSuccess(t: Int32Array, row: number, micros: number): void {
 
 const EWMA_ALPHA = 0.3;
 
-/** A connection failure, reset, timeout or 5xx: count it, eject or open the circuit on threshold. */
-export function noteFailure(t: Int32Array, row: number, now: number, lb: BalancingConfig): void {
+/** A connection failure, reset, timeout or 5xx: count it, eject or open the circuit on threshold.
+ * `mayEject` is false for a route's only backend: as in nginx, ejecting it would turn a few
+ * errors into a total outage (the circuit breaker, opt-in, still applies). */
+export function noteFailure(t: Int32Array, row: number, now: number, lb: BalancingConfig, mayEject = true): void {
   Atomics.add(t, row + BK_FAILURES, 1);
   const consecutive = Atomics.add(t, row + BK_CONSECUTIVE_FAILS, 1) + 1;
-  if (lb.maxFails > 0) {
+  if (lb.maxFails > 0 && mayEject) {
     const start = Atomics.load(t, row + BK_WINDOW_START);
     if (now - start > lb.failWindowMs && Atomics.compareExchange(t, row + BK_WINDOW_START, start, now) === start) {
       Atomics.store(t, row + BK_WINDOW_FAILS, 0);

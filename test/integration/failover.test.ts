@@ -143,15 +143,21 @@ describe('failover', () => {
     expect(attempts).toBeLessThanOrEqual(requests * 1.2 + 2 * 10 + 5);
   });
 
-  it('passive ejection: failing connections take a backend out; all down answers 503 fast', async () => {
-    const dead = await startRawOrigin((s) => s.destroy());
-    started.push(dead);
-    u = await startUgate(['--upstream', dead.url, '--max-fails', '3', '--eject-time', '30s', '--retries', '0']);
-    for (let i = 0; i < 3; i++) {
+  it('passive ejection: failing connections take backends out; all down answers 503 fast', async () => {
+    const deadA = await startRawOrigin((s) => s.destroy());
+    const deadB = await startRawOrigin((s) => s.destroy());
+    started.push(deadA, deadB);
+    u = await startUgate(['--upstream', deadA.url, '--upstream', deadB.url, '--max-fails', '3', '--eject-time', '30s', '--retries', '0']);
+    // Each request fails on a backend not yet ejected: 3 + 3 of them eject both.
+    let failed = 0;
+    for (; failed < 20; failed++) {
       const res = await request(u.url + '/');
       await res.body.dump();
+      if (res.statusCode === 503) break;
       expect(res.statusCode).toBe(502);
     }
+    expect(failed).toBe(6);
+    expect(deadA.connections + deadB.connections).toBe(6);
     const t0 = performance.now();
     const res = await request(u.url + '/');
     const text = await res.body.text();
@@ -160,10 +166,21 @@ describe('failover', () => {
     expect(res.headers['retry-after']).toBe('1');
     expect(text).toContain('no backend');
     expect(performance.now() - t0).toBeLessThan(1000);
-    expect(dead.connections).toBe(3);
-    const s = (await backends())[0];
-    expect(s.ejected).toBe(true);
-    expect(s.ejections).toBe(1);
+    expect(deadA.connections + deadB.connections).toBe(6);
+    const s = await backends();
+    expect(s.map((b) => [b.ejected, b.ejections, b.failures])).toEqual([[true, 1, 3], [true, 1, 3]]);
+  });
+
+  it('a route\'s only backend is never ejected (nginx rule): errors stay errors, not 503', async () => {
+    const dead = await startRawOrigin((s) => s.destroy());
+    started.push(dead);
+    u = await startUgate(['--upstream', dead.url, '--max-fails', '2', '--retries', '0']);
+    for (let i = 0; i < 5; i++) {
+      const res = await request(u.url + '/');
+      await res.body.dump();
+      expect(res.statusCode).toBe(502);
+    }
+    expect(dead.connections).toBe(5);
   });
 
   it('circuit breaker: opens after consecutive failures, half-opens after the cool-down, closes on success', async () => {
