@@ -1,7 +1,7 @@
 // The admin view of the backend table: /stats "backends", per-backend Prometheus series, and
 // the drain / up actions (POST /backends/drain, POST /backends/up).
 import type { GatewayConfig } from './config/config';
-import { BackendTable, backendTableIndexes, CIRCUIT_NAMES, markUp } from './shared/backend-table';
+import { BackendTable, backendTableIndexes, CIRCUIT_NAMES, markUp, type BackendRows } from './shared/backend-table';
 import {
   BK_CIRCUIT,
   BK_DRAINED,
@@ -34,8 +34,14 @@ export interface BackendRow {
 export class BackendAdmin {
   private readonly rows: { route: string; url: string; origin: string; backup: boolean; weight: number; row: number }[] = [];
 
-  constructor(config: GatewayConfig, readonly table: BackendTable) {
-    const idx = backendTableIndexes(config);
+  constructor(config: GatewayConfig, readonly table: BackendTable, rows?: BackendRows) {
+    this.update(config, rows ?? backendTableIndexes(config));
+  }
+
+  /** After a reload: the new routes and their rows. */
+  update(config: GatewayConfig, idx: BackendRows): void {
+    const table = this.table;
+    this.rows.length = 0;
     config.routes.forEach((r, ri) =>
       r.backends.forEach((b, bi) => this.rows.push({ route: r.name, url: b.url, origin: b.origin, backup: b.backup, weight: b.weight, row: table.row(idx[ri][bi]) })),
     );

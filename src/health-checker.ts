@@ -6,7 +6,7 @@
 import { Agent, request } from 'undici';
 import type { BalancingConfig, GatewayConfig } from './config/config';
 import { log } from './log';
-import { BackendTable, backendTableIndexes } from './shared/backend-table';
+import { BackendTable, backendTableIndexes, type BackendRows } from './shared/backend-table';
 import { BK_EJECTED_UNTIL, BK_HEALTHY } from './shared/layout';
 
 interface Target {
@@ -28,8 +28,7 @@ export class HealthChecker {
   private readonly agent = new Agent({ connections: 4 });
   private stopped = false;
 
-  constructor(config: GatewayConfig, private readonly table: BackendTable) {
-    const rows = backendTableIndexes(config);
+  constructor(config: GatewayConfig, private readonly table: BackendTable, rows: BackendRows = backendTableIndexes(config)) {
     config.routes.forEach((r, ri) => {
       if (r.lb.healthPath === null) return;
       r.backends.forEach((b, bi) => {

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { GatewayConfig } from './config/config';
 import { log } from './log';
-import { BackendTable, backendCount } from './shared/backend-table';
+import { BackendTable, backendCount, type BackendRows } from './shared/backend-table';
+import type { ReloadFrame } from './shared/reload-frame';
 import { CONTROL_RING_BYTES, TELEMETRY_RING_BYTES } from './shared/layout';
 import { createRing, RingReader, RingWriter } from './shared/ring';
 import { TELEMETRY_INTERVAL_MS, type ControlFrame, type TelemetryFrame } from './shared/telemetry-frame';
@@ -37,7 +38,12 @@ export class Supervisor {
   /** The per-backend table shared with every worker (src/shared/backend-table.ts). */
   readonly backendTable: SharedArrayBuffer;
 
-  constructor(private readonly config: GatewayConfig, private readonly aggregate: TelemetryAggregate, backendTable?: SharedArrayBuffer) {
+  /** Backend-table rows of the current config, and its generation (reloads). */
+  private rows: BackendRows | undefined;
+  private gen = 0;
+
+  constructor(private config: GatewayConfig, private readonly aggregate: TelemetryAggregate, backendTable?: SharedArrayBuffer, rows?: BackendRows) {
+    this.rows = rows;
     this.backendTable = backendTable ?? BackendTable.create(backendCount(config));
     this.pollTimer = setInterval(() => this.collectTelemetry(), TELEMETRY_INTERVAL_MS);
   }
@@ -62,7 +68,7 @@ export class Supervisor {
   private spawn(index: number, crashes = 0): Slot {
     const telemetryRing = createRing(TELEMETRY_RING_BYTES);
     const controlRing = createRing(CONTROL_RING_BYTES);
-    const init: WorkerInit = { index, config: this.config, port: this.port, telemetryRing, controlRing, backendTable: this.backendTable };
+    const init: WorkerInit = { index, config: this.config, port: this.port, telemetryRing, controlRing, backendTable: this.backendTable, backendRows: this.rows, gen: this.gen };
     const worker = new Worker(WORKER_SCRIPT, { workerData: init, name: `ugate-proxy-${index}` });
     const slot: Slot = {
       index,
@@ -140,6 +146,15 @@ export class Supervisor {
     clearInterval(this.pollTimer);
     this.collectTelemetry();
     return (await all).every((code) => code === 0);
+  }
+
+  /** SIGHUP: every live worker switches to `config` (workers replaced later start on it). */
+  reload(config: GatewayConfig, rows: BackendRows, gen: number): void {
+    this.config = config;
+    this.rows = rows;
+    this.gen = gen;
+    const frame: ReloadFrame = { t: 'reload', gen, config, rows };
+    for (const s of this.slots) if (s && s.phase !== 'exited') this.sendControl(s, frame as unknown as ControlFrame);
   }
 
   private sendControl(slot: Slot, frame: ControlFrame): void {

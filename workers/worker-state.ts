@@ -2,7 +2,7 @@
 // Nothing here is shared with another thread except through src/shared (rings, tables).
 import { Pool } from 'undici';
 import type { Backend, GatewayConfig, RouteConfig } from '../src/config/config';
-import { BackendTable, backendTableIndexes } from '../src/shared/backend-table';
+import { BackendTable, backendTableIndexes, type BackendRows } from '../src/shared/backend-table';
 import type { Balancer } from './balancers/balancer';
 import { createBalancer } from './balancers/registry';
 import type { RetryBudget } from './retry-budget';
@@ -35,10 +35,11 @@ export interface RuntimeRoute {
 
 export interface WorkerState {
   readonly index: number;
-  readonly config: GatewayConfig;
-  readonly routes: readonly RuntimeRoute[];
-  readonly trustedProxies: ReadonlySet<string>;
-  readonly telemetry: WorkerTelemetry;
+  /** config, routes, trustedProxies and telemetry are replaced by a reload (workers/reload.ts). */
+  config: GatewayConfig;
+  routes: readonly RuntimeRoute[];
+  trustedProxies: ReadonlySet<string>;
+  telemetry: WorkerTelemetry;
   /** Set when the main thread asked this worker to drain: new responses carry Connection: close. */
   draining: boolean;
   inFlight: number;
@@ -47,14 +48,14 @@ export interface WorkerState {
   readonly retryBudget: RetryBudget;
 }
 
-export function createRoutes(config: GatewayConfig, table: BackendTable): RuntimeRoute[] {
-  const rows = backendTableIndexes(config);
+/** `reuse`: pools of the previous config, by poolKey; a pool taken from it is deleted there. */
+export function createRoutes(config: GatewayConfig, table: BackendTable, rows: BackendRows = backendTableIndexes(config), reuse?: Map<string, Pool>): RuntimeRoute[] {
   return config.routes.map((route, index) => {
     const backends: RuntimeBackend[] = route.backends.map((backend, i) => {
       const stickyId = stickyIdOf(backend.url);
       return {
         config: backend,
-        pool: createPool(route, backend),
+        pool: takePool(reuse, route, backend) ?? createPool(route, backend),
         index: i,
         state: table.i32,
         row: table.row(rows[index][i]),
@@ -73,6 +74,19 @@ export function stickyIdOf(url: string): string {
   let h = 0x811c9dc5;
   for (let i = 0; i < url.length; i++) h = Math.imul(h ^ url.charCodeAt(i), 0x01000193);
   return (h >>> 0).toString(36);
+}
+
+/** Same route, same origin, same pool settings: the pool can be kept across a reload. */
+export function poolKey(route: RouteConfig, backend: Backend): string {
+  return [route.name, backend.origin, route.poolConnections, route.pipelining, route.connectTimeoutMs, route.headersTimeoutMs, route.bodyTimeoutMs, route.idleTimeoutMs].join('\u0000');
+}
+
+function takePool(reuse: Map<string, Pool> | undefined, route: RouteConfig, backend: Backend): Pool | undefined {
+  if (reuse === undefined) return undefined;
+  const key = poolKey(route, backend);
+  const pool = reuse.get(key);
+  if (pool !== undefined) reuse.delete(key);
+  return pool;
 }
 
 function createPool(route: RouteConfig, backend: Backend): Pool {

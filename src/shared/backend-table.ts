@@ -73,7 +73,11 @@ function rowOf(index: number): number {
   return HEADER_SLOTS + index * BACKEND_SLOTS;
 }
 
-/** Table index of every backend, in config order (routes as sorted, then backends). */
+/** Table index of every backend, per route, per backend (config order). */
+export type BackendRows = readonly (readonly number[])[];
+
+/** The initial assignment: in config order (routes as sorted, then backends). After a reload
+ * main's BackendRowAllocator (src/backend-rows.ts) decides, and sends the rows along. */
 export function backendTableIndexes(config: GatewayConfig): number[][] {
   let next = 0;
   return config.routes.map((r) => r.backends.map(() => next++));
@@ -165,6 +169,12 @@ export function markUp(t: Int32Array, row: number): void {
   Atomics.store(t, row + BK_WINDOW_FAILS, 0);
   Atomics.store(t, row + BK_CONSECUTIVE_FAILS, 0);
   Atomics.store(t, row + BK_CIRCUIT, CIRCUIT_CLOSED);
+  Atomics.store(t, row + BK_HEALTHY, 1);
+}
+
+/** A row handed to a new backend: up, nothing counted. */
+export function resetRow(t: Int32Array, row: number): void {
+  for (let i = 0; i < BACKEND_SLOTS; i++) Atomics.store(t, row + i, 0);
   Atomics.store(t, row + BK_HEALTHY, 1);
 }
 
