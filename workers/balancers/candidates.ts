@@ -9,7 +9,7 @@ export function collectCandidates(
   backends: readonly RuntimeBackend[],
   out: RuntimeBackend[],
   lb: BalancingConfig,
-  now: number,
+  epoch: number,
   tried: readonly RuntimeBackend[] | null,
 ): RuntimeBackend[] {
   out.length = 0;
@@ -20,12 +20,12 @@ export function collectCandidates(
       backups = true;
       continue;
     }
-    if (isUsable(b.state, b.row, now, lb) && (tried === null || !tried.includes(b))) out.push(b);
+    if (isUsable(b.state, b.row, epoch, lb) && (tried === null || !tried.includes(b))) out.push(b);
   }
   if (out.length > 0 || !backups) return out;
   for (let i = 0; i < backends.length; i++) {
     const b = backends[i];
-    if (b.config.backup && isUsable(b.state, b.row, now, lb) && (tried === null || !tried.includes(b))) out.push(b);
+    if (b.config.backup && isUsable(b.state, b.row, epoch, lb) && (tried === null || !tried.includes(b))) out.push(b);
   }
   return out;
 }

@@ -15,7 +15,7 @@ export function balance(x: Exchange): number {
 /** Also used for retries: x.tried excludes the backends this request already failed on. */
 export function pickBackend(x: Exchange): RuntimeBackend | null {
   const r = x.route!;
-  const candidates = collectCandidates(r.backends, r.candidates, r.config.lb, x.worker.backendTable.now(), x.tried);
+  const candidates = collectCandidates(r.backends, r.candidates, r.config.lb, x.worker.backendTable.epoch, x.tried);
   if (candidates.length === 0) return null;
   return r.balancer.pick(x, candidates);
 }

@@ -38,7 +38,7 @@ export function fixture(algorithm: string, specs: string[], extra: Record<string
     lb: route.lb,
     balancer,
     pick(x = exchange()) {
-      const c = collectCandidates(backends, scratch, route.lb, table.now(), null);
+      const c = collectCandidates(backends, scratch, route.lb, table.epoch, null);
       return c.length === 0 ? null : balancer.pick(x, c);
     },
   };
