@@ -55,7 +55,7 @@ async function main(argv: string[]): Promise<void> {
   const startedAt = Date.now();
   const aggregate = new TelemetryAggregate(config.routes.map((r) => r.name));
   // The backend table has room for backends added by later reloads (src/backend-rows.ts).
-  const backendTable = new BackendTable(BackendTable.create(tableCapacity(config)));
+  const backendTable = new BackendTable(BackendTable.create(tableCapacity(config), config.workers));
   const allocator = new BackendRowAllocator(backendTable);
   const rows = allocator.assign(config) as BackendRows;
   const supervisor = new Supervisor(config, aggregate, backendTable.buffer, rows);

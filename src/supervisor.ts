@@ -37,6 +37,7 @@ export class Supervisor {
 
   /** The per-backend table shared with every worker (src/shared/backend-table.ts). */
   readonly backendTable: SharedArrayBuffer;
+  private readonly table: BackendTable;
 
   /** Backend-table rows of the current config, and its generation (reloads). */
   private rows: BackendRows | undefined;
@@ -44,7 +45,8 @@ export class Supervisor {
 
   constructor(private config: GatewayConfig, private readonly aggregate: TelemetryAggregate, backendTable?: SharedArrayBuffer, rows?: BackendRows) {
     this.rows = rows;
-    this.backendTable = backendTable ?? BackendTable.create(backendCount(config));
+    this.backendTable = backendTable ?? BackendTable.create(backendCount(config), config.workers);
+    this.table = new BackendTable(this.backendTable);
     this.pollTimer = setInterval(() => this.collectTelemetry(), TELEMETRY_INTERVAL_MS);
   }
 
@@ -111,6 +113,9 @@ export class Supervisor {
     slot.phase = 'exited';
     if (this.stopping || this.slots[slot.index] !== slot) return;
     this.aggregate.workerRestarts++;
+    // Its in-flight requests died with it: without this, least-conn would avoid their backends forever.
+    const lost = this.table.reclaimWorker(slot.index);
+    if (lost > 0) log('warn', `worker ${slot.index}: ${lost} in-flight backend request(s) lost`);
     const delay = Math.min(5000, 100 * 2 ** slot.crashes);
     log('error', `worker ${slot.index} exited with code ${code}; replacing it in ${delay} ms (restarts so far: ${this.aggregate.workerRestarts})`);
     setTimeout(() => {

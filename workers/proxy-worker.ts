@@ -37,7 +37,7 @@ export type WorkerEvent =
 
 const init = workerData as WorkerInit;
 const backendTable = new BackendTable(init.backendTable);
-const routes = createRoutes(init.config, backendTable, init.backendRows);
+const routes = createRoutes(init.config, backendTable, init.index, init.backendRows);
 const state: WorkerState = {
   index: init.index,
   config: init.config,

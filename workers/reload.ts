@@ -12,7 +12,7 @@ export function applyReload(state: WorkerState, frame: ReloadFrame, flush: () =>
   flush();
   const reuse = new Map<string, Pool>();
   for (const r of state.routes) for (const b of r.backends) reuse.set(poolKey(r.config, b.config), b.pool);
-  const routes = createRoutes(frame.config, state.backendTable, frame.rows, reuse);
+  const routes = createRoutes(frame.config, state.backendTable, state.index, frame.rows, reuse);
   state.config = frame.config;
   state.routes = routes;
   state.trustedProxies = new Set(frame.config.trustedProxies);

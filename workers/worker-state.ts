@@ -16,6 +16,8 @@ export interface RuntimeBackend {
   /** The shared backend table (src/shared/backend-table.ts) and this backend's row in it. */
   readonly state: Int32Array;
   readonly row: number;
+  /** This worker's in-flight share slot for the backend (reclaimed by main if it crashes). */
+  readonly own: number;
   /** Stable id for the sticky cookie (derived from the URL, same in every worker). */
   readonly stickyId: string;
   /** The whole Set-Cookie value that pins a client to this backend. */
@@ -49,7 +51,7 @@ export interface WorkerState {
 }
 
 /** `reuse`: pools of the previous config, by poolKey; a pool taken from it is deleted there. */
-export function createRoutes(config: GatewayConfig, table: BackendTable, rows: BackendRows = backendTableIndexes(config), reuse?: Map<string, Pool>): RuntimeRoute[] {
+export function createRoutes(config: GatewayConfig, table: BackendTable, worker: number, rows: BackendRows = backendTableIndexes(config), reuse?: Map<string, Pool>): RuntimeRoute[] {
   return config.routes.map((route, index) => {
     const backends: RuntimeBackend[] = route.backends.map((backend, i) => {
       const stickyId = stickyIdOf(backend.url);
@@ -59,6 +61,7 @@ export function createRoutes(config: GatewayConfig, table: BackendTable, rows: B
         index: i,
         state: table.i32,
         row: table.row(rows[index][i]),
+        own: table.ownSlot(worker, rows[index][i]),
         stickyId,
         stickyCookie: `${STICKY_COOKIE}=${stickyId}; Path=/; HttpOnly; SameSite=Lax`,
       };

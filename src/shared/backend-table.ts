@@ -26,6 +26,7 @@ import {
   BK_WINDOW_START,
   BT_BACKEND_COUNT,
   BT_MAGIC_SLOT,
+  BT_WORKER_COUNT,
   CIRCUIT_CLOSED,
   CIRCUIT_HALF_OPEN,
   CIRCUIT_OPEN,
@@ -39,14 +40,16 @@ export class BackendTable {
   /** Date.now() when the table was created; table times are ms since then (fit in Int32). */
   readonly epoch: number;
   readonly count: number;
+  readonly workers: number;
 
-  /** Allocate a table for `count` backends, every backend up and closed. */
-  static create(count: number): SharedArrayBuffer {
-    const sab = new SharedArrayBuffer(BACKEND_TABLE_HEADER_BYTES + count * BACKEND_SLOTS * INT32_BYTES);
+  /** Allocate a table for `count` backends and `workers` workers, every backend up and closed. */
+  static create(count: number, workers = 1): SharedArrayBuffer {
+    const sab = new SharedArrayBuffer(BACKEND_TABLE_HEADER_BYTES + count * (BACKEND_SLOTS + workers) * INT32_BYTES);
     new Float64Array(sab, 0, 1)[0] = Date.now();
     const i32 = new Int32Array(sab);
     i32[BT_MAGIC_SLOT] = BACKEND_TABLE_MAGIC;
     i32[BT_BACKEND_COUNT] = count;
+    i32[BT_WORKER_COUNT] = workers;
     for (let i = 0; i < count; i++) i32[rowOf(i) + BK_HEALTHY] = 1;
     return sab;
   }
@@ -57,6 +60,26 @@ export class BackendTable {
     // Written once before any reader exists (postMessage/workerData orders it): no Atomics needed.
     this.epoch = new Float64Array(buffer, 0, 1)[0];
     this.count = this.i32[BT_BACKEND_COUNT];
+    this.workers = this.i32[BT_WORKER_COUNT];
+  }
+
+  /** Int32 index of worker `worker`'s in-flight share for backend `index`. */
+  ownSlot(worker: number, index: number): number {
+    if (worker < 0 || worker >= this.workers) throw new RangeError(`worker ${worker} has no column in the backend table`);
+    return HEADER_SLOTS + this.count * BACKEND_SLOTS + worker * this.count + index;
+  }
+
+  /** A worker died: its unreleased in-flight requests will never finish; take them back. */
+  reclaimWorker(worker: number): number {
+    let total = 0;
+    for (let i = 0; i < this.count; i++) {
+      const n = Atomics.exchange(this.i32, this.ownSlot(worker, i), 0);
+      if (n !== 0) {
+        Atomics.sub(this.i32, this.row(i) + BK_IN_FLIGHT, n);
+        total += n;
+      }
+    }
+    return total;
   }
 
   now(): number {
@@ -106,9 +129,11 @@ export function isUsable(t: Int32Array, row: number, epoch: number, lb: Balancin
   return Atomics.load(t, row + BK_CIRCUIT_PROBES) < lb.circuitProbes;
 }
 
-/** A request goes to this backend. Returns true when it is a half-open circuit probe. */
-export function noteDispatch(t: Int32Array, row: number): boolean {
+/** A request goes to this backend. Returns true when it is a half-open circuit probe.
+ * `own`: this worker's in-flight share slot (BackendTable.ownSlot), or -1. */
+export function noteDispatch(t: Int32Array, row: number, own = -1): boolean {
   Atomics.add(t, row + BK_IN_FLIGHT, 1);
+  if (own >= 0) Atomics.add(t, own, 1);
   Atomics.add(t, row + BK_REQUESTS, 1);
   if (Atomics.load(t, row + BK_CIRCUIT) !== CIRCUIT_HALF_OPEN) return false;
   Atomics.add(t, row + BK_CIRCUIT_PROBES, 1);
@@ -116,8 +141,9 @@ export function noteDispatch(t: Int32Array, row: number): boolean {
 }
 
 /** The attempt on this backend ended (any way). */
-export function noteRelease(t: Int32Array, row: number, probe: boolean): void {
+export function noteRelease(t: Int32Array, row: number, probe: boolean, own = -1): void {
   Atomics.sub(t, row + BK_IN_FLIGHT, 1);
+  if (own >= 0) Atomics.sub(t, own, 1);
   if (probe) Atomics.sub(t, row + BK_CIRCUIT_PROBES, 1);
 }
 

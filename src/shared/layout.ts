@@ -125,7 +125,9 @@ export const CONTROL_RING_BYTES = 1 << 16;
 //   [0, BACKEND_TABLE_HEADER_BYTES)   header: Float64 epoch (ms, written once before any worker
 //                                     starts, so plain reads are safe) + Int32 global slots
 //   then BACKEND_SLOTS Int32 per backend, one cache line each, so workers bumping the in-flight
-//   count of different backends do not false-share a line.
+//   count of different backends do not false-share a line;
+//   then, per worker, one Int32 per backend: that worker's share of the in-flight count, so
+//   main can take back what a crashed worker never released (BT_WORKER_COUNT columns).
 //
 // Backends are numbered in config order: routes as sorted in the config, then each route's
 // backends in order (backendTableIndex in backend-table.ts). Times are ms since the epoch.
@@ -138,6 +140,8 @@ export const BT_MAGIC_SLOT = 2;
 export const BT_RETRIES_TOTAL = 3;
 /** Header Int32 slot: number of backend rows. */
 export const BT_BACKEND_COUNT = 4;
+/** Header Int32 slot: number of per-worker in-flight columns. */
+export const BT_WORKER_COUNT = 5;
 /** Identifies a backend table ("BKT1"). Bump when the row layout changes. */
 export const BACKEND_TABLE_MAGIC = 0x424b5431;
 

@@ -45,7 +45,7 @@ export function upstream(x: Exchange): void {
 export function dispatchAttempt(x: Exchange): void {
   const b = x.backend!;
   x.attempts++;
-  x.probe = noteDispatch(b.state, b.row);
+  x.probe = noteDispatch(b.state, b.row, b.own);
   x.backendHeld = true;
   x.dispatchedAt = performance.now();
   b.pool.dispatch(x.dispatchOptions!, new UpstreamHandler(x, x.attempts));
@@ -55,7 +55,7 @@ export function releaseBackend(x: Exchange): void {
   if (!x.backendHeld) return;
   x.backendHeld = false;
   const b = x.backend!;
-  noteRelease(b.state, b.row, x.probe);
+  noteRelease(b.state, b.row, x.probe, b.own);
 }
 
 function onClientData(x: Exchange, chunk: ArrayBuffer, isLast: boolean): void {

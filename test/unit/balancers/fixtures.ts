@@ -27,6 +27,7 @@ export function fixture(algorithm: string, specs: string[], extra: Record<string
     index: i,
     state: table.i32,
     row: table.row(i),
+    own: table.ownSlot(0, i),
     stickyId: stickyIdOf(b.url),
     stickyCookie: `${STICKY_COOKIE}=${stickyIdOf(b.url)}`,
   }));

@@ -83,6 +83,20 @@ describe('backend table', () => {
     expect(t.i32[row + BK_IN_FLIGHT]).toBe(0);
   });
 
+  it('a crashed worker\'s unreleased in-flight requests are taken back, the others\' kept', () => {
+    const t = new BackendTable(BackendTable.create(2, 2));
+    const row = t.row(1);
+    noteDispatch(t.i32, row, t.ownSlot(0, 1));
+    noteDispatch(t.i32, row, t.ownSlot(0, 1));
+    noteDispatch(t.i32, row, t.ownSlot(1, 1));
+    noteRelease(t.i32, row, false, t.ownSlot(0, 1));
+    expect(t.i32[row + BK_IN_FLIGHT]).toBe(2);
+    expect(t.reclaimWorker(0)).toBe(1);
+    expect(t.i32[row + BK_IN_FLIGHT]).toBe(1);
+    expect(t.reclaimWorker(0)).toBe(0);
+    expect(() => t.ownSlot(2, 0)).toThrow(RangeError);
+  });
+
   it('EWMA starts at the first sample and moves toward new ones', () => {
     const t = table();
     const row = t.row(2);
