@@ -63,9 +63,11 @@ function onClientData(x: Exchange, chunk: ArrayBuffer, isLast: boolean): void {
   const max = x.route!.config.maxBodySize;
   if (max > 0 && x.bytesIn > max) {
     // Chunked bodies have no declared length: the limit is enforced while streaming.
-    if (x.abortUpstream !== null) x.abortUpstream();
+    // Answer first: aborting may call the handler's onError synchronously, which would
+    // otherwise answer 502 for what is the client's 413.
     x.body!.destroy();
     respondError(x, E.BODY_TOO_LARGE);
+    if (x.abortUpstream !== null) x.abortUpstream();
     return;
   }
   x.body!.pushChunk(chunk, isLast);
