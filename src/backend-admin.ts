@@ -17,7 +17,7 @@ import {
 
 export interface BackendRow {
   route: string;
-  backend: string;
+  url: string;
   backup: boolean;
   weight: number;
   healthy: boolean;
@@ -54,7 +54,7 @@ export class BackendAdmin {
       const until = Atomics.load(t, r.row + BK_EJECTED_UNTIL);
       return {
         route: r.route,
-        backend: r.url,
+        url: r.url,
         backup: r.backup,
         weight: r.weight,
         healthy: Atomics.load(t, r.row + BK_HEALTHY) === 1,
@@ -77,7 +77,7 @@ export class BackendAdmin {
   prometheus(): string {
     const rows = this.backends();
     const out: string[] = [];
-    const label = (b: BackendRow) => `{route="${b.route}",backend="${b.backend}"}`;
+    const label = (b: BackendRow) => `{route="${b.route}",backend="${b.url}"}`;
     const series = (name: string, type: string, help: string, value: (b: BackendRow) => number) => {
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
       for (const b of rows) out.push(`${name}${label(b)} ${value(b)}`);

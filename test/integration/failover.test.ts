@@ -50,7 +50,7 @@ function traffic(o: Origin): number {
 
 interface BackendStat {
   route: string;
-  backend: string;
+  url: string;
   healthy: boolean;
   drained: boolean;
   ejected: boolean;
@@ -88,7 +88,7 @@ describe('failover', () => {
     expect(r.errors).toEqual([]);
     expect(r.failed).toBe(0);
     expect(r.statuses.get(200)).toBe(1500);
-    await eventually(async () => (await backends()).find((s) => s.backend === b.url)?.healthy === false, 5000);
+    await eventually(async () => (await backends()).find((s) => s.url === b.url)?.healthy === false, 5000);
 
     // The backend returns on the same port: active checks bring it back (clearing the ejection).
     const back: Server = createServer((_req, res) => res.end('back'));
@@ -98,7 +98,7 @@ describe('failover', () => {
     });
     await new Promise<void>((res) => back.listen(port, '127.0.0.1', res));
     started.push({ close: () => new Promise<void>((res) => (back.closeAllConnections(), back.close(() => res()))) });
-    await eventually(async () => (await backends()).find((s) => s.backend === b.url)?.healthy === true, 5000);
+    await eventually(async () => (await backends()).find((s) => s.url === b.url)?.healthy === true, 5000);
     const again = await load(u.url, 100, { concurrency: 4 });
     expect(again.failed).toBe(0);
     expect(servedAfter).toBeGreaterThan(20);
@@ -112,13 +112,13 @@ describe('failover', () => {
     const b = await origin();
     u = await startUgate(['--upstream', a.url, '--upstream', b.url, '--health-path', '/health', '--health-interval', '100ms', '--health-fall', '1', '--health-rise', '1']);
     b.healthy = false;
-    await eventually(async () => (await backends()).find((s) => s.backend === b.url)?.healthy === false, 3000);
+    await eventually(async () => (await backends()).find((s) => s.url === b.url)?.healthy === false, 3000);
     const before = traffic(b);
     const r = await load(u.url, 100, { concurrency: 4 });
     expect(r.failed).toBe(0);
     expect(traffic(b)).toBe(before);
     b.healthy = true;
-    await eventually(async () => (await backends()).find((s) => s.backend === b.url)?.healthy === true, 3000);
+    await eventually(async () => (await backends()).find((s) => s.url === b.url)?.healthy === true, 3000);
     await load(u.url, 100, { concurrency: 4 });
     expect(traffic(b)).toBeGreaterThan(before + 20);
   });
@@ -189,7 +189,7 @@ describe('failover', () => {
     a.failing = true;
     u = await startUgate(['--upstream', a.url, '--upstream', b.url, '--circuit-failures', '3', '--circuit-cooldown', '1s', '--max-fails', '0', '--retries', '0']);
     await load(u.url, 40, { concurrency: 2 });
-    await eventually(async () => (await backends()).find((s) => s.backend === a.url)?.circuit === 'open', 3000);
+    await eventually(async () => (await backends()).find((s) => s.url === a.url)?.circuit === 'open', 3000);
     const failedAt = traffic(a);
     expect(failedAt).toBeGreaterThanOrEqual(3);
     expect(failedAt).toBeLessThan(8);
@@ -199,7 +199,7 @@ describe('failover', () => {
     await new Promise((r) => setTimeout(r, 1200));
     await eventually(async () => {
       await load(u!.url, 10, { concurrency: 1 });
-      return (await backends()).find((s) => s.backend === a.url)?.circuit === 'closed';
+      return (await backends()).find((s) => s.url === a.url)?.circuit === 'closed';
     }, 5000);
     expect(traffic(a)).toBeGreaterThan(failedAt);
   });
@@ -214,7 +214,7 @@ describe('failover', () => {
     expect((await load(u.url, 60, { concurrency: 4 })).failed).toBe(0);
     expect(traffic(a)).toBe(before);
     const stats = await backends();
-    expect(stats.map((s) => [s.backend, s.drained])).toEqual([[a.url, true], [b.url, false]]);
+    expect(stats.map((s) => [s.url, s.drained])).toEqual([[a.url, true], [b.url, false]]);
     expect(stats[1].requests).toBeGreaterThanOrEqual(60);
     expect(stats[1].inFlight).toBe(0);
     const m = await u.metrics();

@@ -58,8 +58,8 @@ describe('SIGHUP reload', () => {
     const aAfter = a.seen.length;
     await load(u.url, 100, { concurrency: 4 });
     expect(a.seen.length).toBe(aAfter);
-    const stats = (await u.stats()) as unknown as { backends: { backend: string; inFlight: number }[]; requests: { total: number } };
-    expect(stats.backends.map((s) => s.backend)).toEqual([b.url, c.url]);
+    const stats = (await u.stats()) as unknown as { backends: { url: string; inFlight: number }[]; requests: { total: number } };
+    expect(stats.backends.map((s) => s.url)).toEqual([b.url, c.url]);
     await eventually(async () => ((await u!.stats()).requests.total >= 1300 ? true : undefined));
   });
 
