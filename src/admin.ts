@@ -35,7 +35,7 @@ export function startAdmin(address: HostPort, supervisor: Supervisor, agg: Telem
       }));
     }
   }
-  app.any('/*', (res) => send(res, '404 Not Found', 'text/plain', 'admin endpoints: /health /ready /metrics /stats\n'));
+  app.any('/*', (res) => send(res, '404 Not Found', 'text/plain', 'admin endpoints: /health /ready /metrics /stats, POST /backends/drain /backends/up\n'));
   return new Promise((resolve, reject) => {
     app.listen(address.host, address.port, (socket) => {
       if (!socket) return reject(new Error(`admin: cannot listen on ${address.host}:${address.port}`));

@@ -155,6 +155,7 @@ export class Supervisor {
 
   /** SIGHUP: every live worker switches to `config` (workers replaced later start on it). */
   reload(config: GatewayConfig, rows: BackendRows, gen: number): void {
+    if (this.stopping) return;
     this.config = config;
     this.rows = rows;
     this.gen = gen;
