@@ -1,6 +1,7 @@
 // The admin API on its own uWS app in the main thread. Never on the proxy port.
 import uWS from 'uWebSockets.js';
 import type { HostPort } from './config/config';
+import type { BackendAdmin } from './backend-admin';
 import { prometheusText, statsJson } from './metrics';
 import type { Supervisor } from './supervisor';
 import type { TelemetryAggregate } from './telemetry';
@@ -10,7 +11,7 @@ export interface AdminServer {
   close(): void;
 }
 
-export function startAdmin(address: HostPort, supervisor: Supervisor, agg: TelemetryAggregate, startedAt: number): Promise<AdminServer> {
+export function startAdmin(address: HostPort, supervisor: Supervisor, agg: TelemetryAggregate, startedAt: number, backends?: BackendAdmin): Promise<AdminServer> {
   const app = uWS.App();
   const send = (res: uWS.HttpResponse, status: string, type: string, body: string): void => {
     res.cork(() => res.writeStatus(status).writeHeader('content-type', type).writeHeader('cache-control', 'no-store').end(body));
@@ -20,9 +21,21 @@ export function startAdmin(address: HostPort, supervisor: Supervisor, agg: Telem
     if (supervisor.ready) send(res, '200 OK', 'text/plain', 'ready\n');
     else send(res, '503 Service Unavailable', 'text/plain', `not ready: workers ${supervisor.phases.join(',')}\n`);
   });
-  app.get('/metrics', (res) => send(res, '200 OK', 'text/plain; version=0.0.4', prometheusText(agg, supervisor.phases)));
-  app.get('/stats', (res) => send(res, '200 OK', 'application/json', JSON.stringify(statsJson(agg, supervisor.phases, startedAt), null, 2) + '\n'));
-  app.any('/*', (res) => send(res, '404 Not Found', 'text/plain', 'admin endpoints: /health /ready /metrics /stats\n'));
+  app.get('/metrics', (res) => send(res, '200 OK', 'text/plain; version=0.0.4', prometheusText(agg, supervisor.phases) + (backends?.prometheus() ?? '')));
+  app.get('/stats', (res) => {
+    const stats = statsJson(agg, supervisor.phases, startedAt);
+    const body = backends ? { ...stats, backends: backends.backends(), retries: backends.retriesTotal() } : stats;
+    send(res, '200 OK', 'application/json', JSON.stringify(body, null, 2) + '\n');
+  });
+  if (backends) {
+    for (const action of ['drain', 'up'] as const) {
+      app.post(`/backends/${action}`, (res) => readBody(res, (body) => {
+        const [status, text] = backends.act(action, body);
+        send(res, status, 'application/json', text);
+      }));
+    }
+  }
+  app.any('/*', (res) => send(res, '404 Not Found', 'text/plain', 'admin endpoints: /health /ready /metrics /stats, POST /backends/drain /backends/up\n'));
   return new Promise((resolve, reject) => {
     app.listen(address.host, address.port, (socket) => {
       if (!socket) return reject(new Error(`admin: cannot listen on ${address.host}:${address.port}`));
@@ -31,5 +44,18 @@ export function startAdmin(address: HostPort, supervisor: Supervisor, agg: Telem
         close: () => (app as unknown as { close(): void }).close(),
       });
     });
+  });
+}
+
+/** Collect a small request body (admin only; capped at 64 KiB). */
+function readBody(res: uWS.HttpResponse, done: (body: string) => void): void {
+  const parts: Buffer[] = [];
+  let size = 0;
+  let aborted = false;
+  res.onAborted(() => (aborted = true));
+  res.onData((chunk, isLast) => {
+    size += chunk.byteLength;
+    if (size <= 65536) parts.push(Buffer.from(chunk.slice(0)));
+    if (isLast && !aborted) done(Buffer.concat(parts).toString('utf8'));
   });
 }

@@ -3,6 +3,11 @@
 import { createServer as createNetServer } from 'node:net';
 import type { Server } from 'node:http';
 import { startAdmin, type AdminServer } from './admin';
+import { BackendAdmin } from './backend-admin';
+import { BackendRowAllocator, tableCapacity } from './backend-rows';
+import { HealthChecker } from './health-checker';
+import { Reloader } from './reload';
+import { BackendTable, type BackendRows } from './shared/backend-table';
 import { formatHelp, formatHostPort, loadConfig, type GatewayConfig, type HostPort } from './config/config';
 import { startDemoOrigin } from './demo-origin';
 import { log } from './log';
@@ -49,11 +54,18 @@ async function main(argv: string[]): Promise<void> {
 
   const startedAt = Date.now();
   const aggregate = new TelemetryAggregate(config.routes.map((r) => r.name));
-  const supervisor = new Supervisor(config, aggregate);
+  // The backend table has room for backends added by later reloads (src/backend-rows.ts).
+  const backendTable = new BackendTable(BackendTable.create(tableCapacity(config), config.workers));
+  const allocator = new BackendRowAllocator(backendTable);
+  const rows = allocator.assign(config) as BackendRows;
+  const supervisor = new Supervisor(config, aggregate, backendTable.buffer, rows);
+  const health = new HealthChecker(config, backendTable, rows);
+  const backendAdmin = new BackendAdmin(config, backendTable, rows);
   let admin: AdminServer | null = null;
   try {
     await supervisor.start(port);
-    if (config.admin) admin = await startAdmin(config.admin, supervisor, aggregate, startedAt);
+    health.start();
+    if (config.admin) admin = await startAdmin(config.admin, supervisor, aggregate, startedAt, backendAdmin);
   } catch (err) {
     // Workers that did start hold uWS sockets: exiting before they close would abort the process.
     await supervisor.drain(1000);
@@ -63,6 +75,11 @@ async function main(argv: string[]): Promise<void> {
 
   announce(config, port, admin, demo !== null);
   installSignals(config, supervisor, admin, demo);
+  const reloader = new Reloader(argv, config, supervisor, aggregate, allocator, health, backendTable, backendAdmin);
+  process.on('SIGHUP', () => {
+    log('info', 'SIGHUP: reloading the configuration');
+    void reloader.reload();
+  });
 }
 
 function announce(config: GatewayConfig, port: number, admin: AdminServer | null, demo: boolean): void {
@@ -99,7 +116,6 @@ function installSignals(config: GatewayConfig, supervisor: Supervisor, admin: Ad
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
-  process.on('SIGHUP', () => log('warn', 'SIGHUP ignored: configuration reload is not supported yet'));
 }
 
 /** uWS binds with SO_REUSEPORT, so a second ugate on the same port would silently share it:

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { GatewayConfig } from './config/config';
 import { log } from './log';
+import { BackendTable, backendCount, type BackendRows } from './shared/backend-table';
+import type { ReloadFrame } from './shared/reload-frame';
 import { CONTROL_RING_BYTES, TELEMETRY_RING_BYTES } from './shared/layout';
 import { createRing, RingReader, RingWriter } from './shared/ring';
 import { TELEMETRY_INTERVAL_MS, type ControlFrame, type TelemetryFrame } from './shared/telemetry-frame';
@@ -33,7 +35,18 @@ export class Supervisor {
   private port = 0;
   private readonly pollTimer: NodeJS.Timeout;
 
-  constructor(private readonly config: GatewayConfig, private readonly aggregate: TelemetryAggregate) {
+  /** The per-backend table shared with every worker (src/shared/backend-table.ts). */
+  readonly backendTable: SharedArrayBuffer;
+  private readonly table: BackendTable;
+
+  /** Backend-table rows of the current config, and its generation (reloads). */
+  private rows: BackendRows | undefined;
+  private gen = 0;
+
+  constructor(private config: GatewayConfig, private readonly aggregate: TelemetryAggregate, backendTable?: SharedArrayBuffer, rows?: BackendRows) {
+    this.rows = rows;
+    this.backendTable = backendTable ?? BackendTable.create(backendCount(config), config.workers);
+    this.table = new BackendTable(this.backendTable);
     this.pollTimer = setInterval(() => this.collectTelemetry(), TELEMETRY_INTERVAL_MS);
   }
 
@@ -57,7 +70,7 @@ export class Supervisor {
   private spawn(index: number, crashes = 0): Slot {
     const telemetryRing = createRing(TELEMETRY_RING_BYTES);
     const controlRing = createRing(CONTROL_RING_BYTES);
-    const init: WorkerInit = { index, config: this.config, port: this.port, telemetryRing, controlRing };
+    const init: WorkerInit = { index, config: this.config, port: this.port, telemetryRing, controlRing, backendTable: this.backendTable, backendRows: this.rows, gen: this.gen };
     const worker = new Worker(WORKER_SCRIPT, { workerData: init, name: `ugate-proxy-${index}` });
     const slot: Slot = {
       index,
@@ -100,6 +113,9 @@ export class Supervisor {
     slot.phase = 'exited';
     if (this.stopping || this.slots[slot.index] !== slot) return;
     this.aggregate.workerRestarts++;
+    // Its in-flight requests died with it: without this, least-conn would avoid their backends forever.
+    const lost = this.table.reclaimWorker(slot.index);
+    if (lost > 0) log('warn', `worker ${slot.index}: ${lost} in-flight backend request(s) lost`);
     const delay = Math.min(5000, 100 * 2 ** slot.crashes);
     log('error', `worker ${slot.index} exited with code ${code}; replacing it in ${delay} ms (restarts so far: ${this.aggregate.workerRestarts})`);
     setTimeout(() => {
@@ -135,6 +151,16 @@ export class Supervisor {
     clearInterval(this.pollTimer);
     this.collectTelemetry();
     return (await all).every((code) => code === 0);
+  }
+
+  /** SIGHUP: every live worker switches to `config` (workers replaced later start on it). */
+  reload(config: GatewayConfig, rows: BackendRows, gen: number): void {
+    if (this.stopping) return;
+    this.config = config;
+    this.rows = rows;
+    this.gen = gen;
+    const frame: ReloadFrame = { t: 'reload', gen, config, rows };
+    for (const s of this.slots) if (s && s.phase !== 'exited') this.sendControl(s, frame as unknown as ControlFrame);
   }
 
   private sendControl(slot: Slot, frame: ControlFrame): void {

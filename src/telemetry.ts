@@ -21,13 +21,26 @@ export class TelemetryAggregate {
   workerRestarts = 0;
   telemetryDropped = 0;
 
-  constructor(private readonly routeNames: readonly string[]) {}
+  /** Route names per config generation (a reload may add, remove or reorder routes). */
+  private readonly namesByGen = new Map<number, readonly string[]>();
+  private routeNames: readonly string[];
+
+  constructor(routeNames: readonly string[]) {
+    this.routeNames = routeNames;
+    this.namesByGen.set(0, routeNames);
+  }
+
+  /** A reload: frames tagged `gen` name their routes by `names`. */
+  setRoutes(gen: number, names: readonly string[]): void {
+    this.namesByGen.set(gen, names);
+  }
 
   private routeName(index: number): string {
     return this.routeNames[index] ?? 'none';
   }
 
   add(frame: TelemetryFrame): void {
+    this.routeNames = this.namesByGen.get(frame.gen ?? 0) ?? this.routeNames;
     const w = frame.worker;
     this.workerInFlight[w] = frame.inFlight;
     const r = frame.requests;

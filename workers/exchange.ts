@@ -53,6 +53,18 @@ export class Exchange {
   /** Aborts the upstream request; set by undici's onConnect. */
   abortUpstream: ((err?: Error) => void) | null = null;
   dispatchOptions: Dispatcher.DispatchOptions | null = null;
+  /** Dispatches so far (1 + retries). */
+  attempts = 0;
+  /** Backends already tried by this request (null until a retry). */
+  tried: RuntimeBackend[] | null = null;
+  /** The current attempt holds an in-flight slot in the backend table (released once). */
+  backendHeld = false;
+  /** The current attempt is a half-open circuit probe. */
+  probe = false;
+  /** performance.now() when the current attempt was dispatched. */
+  dispatchedAt = 0;
+  /** Set-Cookie value the sticky balancer wants on the response, or null. */
+  stickyCookie: string | null = null;
 
   // ---- response state ----
   status = 0;

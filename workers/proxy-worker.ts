@@ -6,7 +6,11 @@ import uWS from 'uWebSockets.js';
 import type { GatewayConfig } from '../src/config/config';
 import { RingReader, RingWriter } from '../src/shared/ring';
 import { TELEMETRY_INTERVAL_MS, type ControlFrame } from '../src/shared/telemetry-frame';
+import { BackendTable, type BackendRows } from '../src/shared/backend-table';
+import type { ReloadFrame } from '../src/shared/reload-frame';
+import { applyReload } from './reload';
 import { handleRequest } from './pipeline';
+import { RetryBudget } from './retry-budget';
 import { WorkerTelemetry } from './telemetry';
 import { createRoutes, type WorkerState } from './worker-state';
 
@@ -17,6 +21,12 @@ export interface WorkerInit {
   readonly port: number;
   readonly telemetryRing: SharedArrayBuffer;
   readonly controlRing: SharedArrayBuffer;
+  /** The per-backend table (src/shared/backend-table.ts), shared by main and every worker. */
+  readonly backendTable: SharedArrayBuffer;
+  /** Row of each backend in that table (after a reload, main's allocator decides). */
+  readonly backendRows?: BackendRows;
+  /** Config generation (0 at start, +1 per reload). */
+  readonly gen?: number;
 }
 
 /** Messages to the main thread outside the rings: lifecycle events, once each. */
@@ -26,15 +36,18 @@ export type WorkerEvent =
   | { type: 'drained' };
 
 const init = workerData as WorkerInit;
-const routes = createRoutes(init.config);
+const backendTable = new BackendTable(init.backendTable);
+const routes = createRoutes(init.config, backendTable, init.index, init.backendRows);
 const state: WorkerState = {
   index: init.index,
   config: init.config,
   routes,
   trustedProxies: new Set(init.config.trustedProxies),
-  telemetry: new WorkerTelemetry(routes.length, init.index),
+  telemetry: new WorkerTelemetry(routes.length, init.index, init.gen ?? 0),
   draining: false,
   inFlight: 0,
+  backendTable,
+  retryBudget: new RetryBudget(),
 };
 const telemetryOut = new RingWriter(init.telemetryRing);
 const controlIn = new RingReader(init.controlRing);
@@ -82,6 +95,7 @@ function onControl(message: unknown): void {
   if (t === 'drain') void drain();
   // The drain deadline passed: closing every socket aborts what is still in flight.
   else if (t === 'close-now') closeApp();
+  else if ((t as string) === 'reload') void applyReload(state, message as ReloadFrame, flushTelemetry);
 }
 
 function closeApp(): void {
@@ -102,7 +116,7 @@ async function drain(): Promise<void> {
   clearInterval(telemetryTimer);
   flushTelemetry();
   stopped = true;
-  await Promise.all(routes.flatMap((r) => r.backends.map((b) => b.pool.close())));
+  await Promise.all(state.routes.flatMap((r) => r.backends.map((b) => b.pool.close())));
   send({ type: 'drained' });
 }
 

@@ -2,39 +2,94 @@
 // Nothing here is shared with another thread except through src/shared (rings, tables).
 import { Pool } from 'undici';
 import type { Backend, GatewayConfig, RouteConfig } from '../src/config/config';
+import { BackendTable, backendTableIndexes, type BackendRows } from '../src/shared/backend-table';
+import type { Balancer } from './balancers/balancer';
+import { createBalancer } from './balancers/registry';
+import type { RetryBudget } from './retry-budget';
 import type { WorkerTelemetry } from './telemetry';
 
 export interface RuntimeBackend {
   readonly config: Backend;
   readonly pool: Pool;
+  /** Position in its route's backend list. */
+  readonly index: number;
+  /** The shared backend table (src/shared/backend-table.ts) and this backend's row in it. */
+  readonly state: Int32Array;
+  readonly row: number;
+  /** This worker's in-flight share slot for the backend (reclaimed by main if it crashes). */
+  readonly own: number;
+  /** Stable id for the sticky cookie (derived from the URL, same in every worker). */
+  readonly stickyId: string;
+  /** The whole Set-Cookie value that pins a client to this backend. */
+  readonly stickyCookie: string;
 }
 
 export interface RuntimeRoute {
   readonly index: number;
   readonly config: RouteConfig;
   readonly backends: readonly RuntimeBackend[];
-  /** Round-robin cursor (per worker; balancing strategies come with the balancing issue). */
+  /** Round-robin cursor (per worker). */
   next: number;
+  readonly balancer: Balancer;
+  /** Reused by the balance stage: the backends usable for the current request. */
+  readonly candidates: RuntimeBackend[];
 }
 
 export interface WorkerState {
   readonly index: number;
-  readonly config: GatewayConfig;
-  readonly routes: readonly RuntimeRoute[];
-  readonly trustedProxies: ReadonlySet<string>;
-  readonly telemetry: WorkerTelemetry;
+  /** config, routes, trustedProxies and telemetry are replaced by a reload (workers/reload.ts). */
+  config: GatewayConfig;
+  routes: readonly RuntimeRoute[];
+  trustedProxies: ReadonlySet<string>;
+  telemetry: WorkerTelemetry;
   /** Set when the main thread asked this worker to drain: new responses carry Connection: close. */
   draining: boolean;
   inFlight: number;
+  /** Per-backend state shared with main and the other workers. */
+  readonly backendTable: BackendTable;
+  readonly retryBudget: RetryBudget;
 }
 
-export function createRoutes(config: GatewayConfig): RuntimeRoute[] {
-  return config.routes.map((route, index) => ({
-    index,
-    config: route,
-    backends: route.backends.map((backend) => ({ config: backend, pool: createPool(route, backend) })),
-    next: 0,
-  }));
+/** `reuse`: pools of the previous config, by poolKey; a pool taken from it is deleted there. */
+export function createRoutes(config: GatewayConfig, table: BackendTable, worker: number, rows: BackendRows = backendTableIndexes(config), reuse?: Map<string, Pool>): RuntimeRoute[] {
+  return config.routes.map((route, index) => {
+    const backends: RuntimeBackend[] = route.backends.map((backend, i) => {
+      const stickyId = stickyIdOf(backend.url);
+      return {
+        config: backend,
+        pool: takePool(reuse, route, backend) ?? createPool(route, backend),
+        index: i,
+        state: table.i32,
+        row: table.row(rows[index][i]),
+        own: table.ownSlot(worker, rows[index][i]),
+        stickyId,
+        stickyCookie: `${STICKY_COOKIE}=${stickyId}; Path=/; HttpOnly; SameSite=Lax`,
+      };
+    });
+    return { index, config: route, backends, next: 0, balancer: createBalancer(route.lb, backends), candidates: [] };
+  });
+}
+
+export const STICKY_COOKIE = 'ugate_sticky';
+
+/** FNV-1a of the URL, base 36: short, stable across workers and restarts, reveals no address. */
+export function stickyIdOf(url: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < url.length; i++) h = Math.imul(h ^ url.charCodeAt(i), 0x01000193);
+  return (h >>> 0).toString(36);
+}
+
+/** Same route, same origin, same pool settings: the pool can be kept across a reload. */
+export function poolKey(route: RouteConfig, backend: Backend): string {
+  return [route.name, backend.origin, route.poolConnections, route.pipelining, route.connectTimeoutMs, route.headersTimeoutMs, route.bodyTimeoutMs, route.idleTimeoutMs].join('\u0000');
+}
+
+function takePool(reuse: Map<string, Pool> | undefined, route: RouteConfig, backend: Backend): Pool | undefined {
+  if (reuse === undefined) return undefined;
+  const key = poolKey(route, backend);
+  const pool = reuse.get(key);
+  if (pool !== undefined) reuse.delete(key);
+  return pool;
 }
 
 function createPool(route: RouteConfig, backend: Backend): Pool {

@@ -5,7 +5,7 @@ import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../shared/errors';
 import { parseDuration, parseSize } from '../shared/units';
-import { OPTIONS, OPTION_BY_NAME, type OptionSpec } from './options';
+import { BALANCE_ALGORITHMS, OPTIONS, OPTION_BY_NAME, type OptionSpec } from './options';
 
 export interface HostPort {
   readonly host: string;
@@ -35,6 +35,32 @@ export interface RouteConfig {
   readonly maxBodySize: number;
   readonly poolConnections: number;
   readonly pipelining: number;
+  /** Balancing, health checks, passive ejection, retries, circuit breaker. */
+  readonly lb: BalancingConfig;
+}
+
+export type BalanceAlgorithm = (typeof BALANCE_ALGORITHMS)[number];
+
+export interface BalancingConfig {
+  readonly balance: BalanceAlgorithm;
+  /** "ip", "header:<lower-case name>" or "cookie:<name>". */
+  readonly hashKey: string;
+  /** null: no active health checks. */
+  readonly healthPath: string | null;
+  readonly healthIntervalMs: number;
+  readonly healthTimeoutMs: number;
+  readonly healthRise: number;
+  readonly healthFall: number;
+  /** 0: passive ejection off. */
+  readonly maxFails: number;
+  readonly failWindowMs: number;
+  readonly ejectTimeMs: number;
+  readonly retries: number;
+  readonly retryBudgetPercent: number;
+  /** 0: circuit breaker off. */
+  readonly circuitFailures: number;
+  readonly circuitCooldownMs: number;
+  readonly circuitProbes: number;
 }
 
 export interface GatewayConfig {
@@ -223,6 +249,34 @@ function buildRoute(input: unknown, field: string, defaults: RawSettings, index:
     maxBodySize: opt('max-body-size'),
     poolConnections: opt('pool-connections'),
     pipelining: opt('pipelining'),
+    lb: buildBalancing((n) => setting(merged, n, field === 'upstream' ? n : `${field}.${n}`), field === 'upstream' ? '' : `${field}.`),
+  };
+}
+
+function buildBalancing(opt: (name: string) => unknown, prefix: string): BalancingConfig {
+  const hashKey = opt('hash-key') as string;
+  const m = /^(ip|header:([A-Za-z0-9!#$%&'*+.^_`|~-]+)|cookie:([^\s;,=]+))$/.exec(hashKey);
+  if (!m) throw new ConfigError(`${prefix}hash-key`, `${JSON.stringify(hashKey)} is not ip, header:NAME or cookie:NAME`);
+  const healthPath = opt('health-path') as string;
+  if (healthPath !== 'off' && !/^\/[\x21-\x7e]*$/.test(healthPath)) {
+    throw new ConfigError(`${prefix}health-path`, `${JSON.stringify(healthPath)} must be "off" or a path starting with "/"`);
+  }
+  return {
+    balance: opt('balance') as BalanceAlgorithm,
+    hashKey: m[2] !== undefined ? `header:${m[2].toLowerCase()}` : hashKey,
+    healthPath: healthPath === 'off' ? null : healthPath,
+    healthIntervalMs: opt('health-interval') as number,
+    healthTimeoutMs: opt('health-timeout') as number,
+    healthRise: opt('health-rise') as number,
+    healthFall: opt('health-fall') as number,
+    maxFails: opt('max-fails') as number,
+    failWindowMs: opt('fail-window') as number,
+    ejectTimeMs: opt('eject-time') as number,
+    retries: opt('retries') as number,
+    retryBudgetPercent: opt('retry-budget') as number,
+    circuitFailures: opt('circuit-failures') as number,
+    circuitCooldownMs: opt('circuit-cooldown') as number,
+    circuitProbes: opt('circuit-probes') as number,
   };
 }
 
@@ -245,7 +299,9 @@ function setting(raw: RawSettings, name: string, field: string): unknown {
   };
   switch (spec.kind) {
     case 'string':
-      return typeof value === 'string' ? value : bad('a string');
+      if (typeof value !== 'string') return bad('a string');
+      if (spec.choices && !spec.choices.includes(value)) return bad(`one of ${spec.choices.join(', ')}`);
+      return value;
     case 'bool':
       return toBool(value, field);
     case 'hostport':

@@ -15,12 +15,35 @@ export interface OptionSpec {
   readonly perRoute?: boolean;
   /** Only for the command line (not a YAML key). */
   readonly cliOnly?: boolean;
+  /** For kind 'string': the only accepted values. */
+  readonly choices?: readonly string[];
   readonly help: string;
 }
 
 // uWS in this build accepts header blocks up to ~100 KB and silently drops connections
 // above that, so ugate's own limit must stay below it to always answer 431 itself.
 export const MAX_HEADER_SIZE_CEILING = 96 * 1024;
+
+export const BALANCE_ALGORITHMS = ['round-robin', 'weighted', 'least-conn', 'least-time', 'hash', 'sticky'] as const;
+
+// Load balancing, health and retries (README "Load balancing and health"); all per route.
+const BALANCING_OPTIONS: readonly OptionSpec[] = [
+  { name: 'balance', kind: 'string', arg: 'ALGORITHM', default: 'round-robin', choices: BALANCE_ALGORITHMS, perRoute: true, help: 'how a backend is chosen: round-robin, weighted, least-conn, least-time, hash or sticky' },
+  { name: 'hash-key', kind: 'string', arg: 'KEY', default: 'ip', perRoute: true, help: 'key for --balance hash: ip, header:NAME or cookie:NAME' },
+  { name: 'health-path', kind: 'string', arg: 'PATH', default: 'off', perRoute: true, help: 'active health checks: GET this path on every backend ("off" disables them)' },
+  { name: 'health-interval', kind: 'duration', arg: 'DURATION', default: '5s', min: 10, perRoute: true, help: 'time between two active health checks of a backend' },
+  { name: 'health-timeout', kind: 'duration', arg: 'DURATION', default: '2s', min: 1, perRoute: true, help: 'an active health check slower than this fails' },
+  { name: 'health-rise', kind: 'int', arg: 'N', default: 2, min: 1, max: 100, perRoute: true, help: 'consecutive passed checks that bring a down backend up' },
+  { name: 'health-fall', kind: 'int', arg: 'N', default: 3, min: 1, max: 100, perRoute: true, help: 'consecutive failed checks that take a backend down' },
+  { name: 'max-fails', kind: 'int', arg: 'N', default: 5, min: 0, max: 1_000_000, perRoute: true, help: 'passive checks: connection failures and 5xx within --fail-window that eject a backend; 0 disables' },
+  { name: 'fail-window', kind: 'duration', arg: 'DURATION', default: '10s', min: 1, perRoute: true, help: 'window in which --max-fails failures are counted' },
+  { name: 'eject-time', kind: 'duration', arg: 'DURATION', default: '30s', min: 1, perRoute: true, help: 'how long a passively ejected backend gets no requests' },
+  { name: 'retries', kind: 'int', arg: 'N', default: 1, min: 0, max: 10, perRoute: true, help: 'times an idempotent request without a body that failed before any response byte is re-sent to another backend' },
+  { name: 'retry-budget', kind: 'int', arg: 'PERCENT', default: 20, min: 0, max: 100, perRoute: true, help: 'retries allowed, as a percentage of requests over the last 10 s (per worker; at least 10 retries per window)' },
+  { name: 'circuit-failures', kind: 'int', arg: 'N', default: 0, min: 0, max: 1_000_000, perRoute: true, help: 'consecutive failures that open a backend\'s circuit breaker; 0 disables' },
+  { name: 'circuit-cooldown', kind: 'duration', arg: 'DURATION', default: '10s', min: 1, perRoute: true, help: 'how long an open circuit refuses requests before letting probes through (half-open)' },
+  { name: 'circuit-probes', kind: 'int', arg: 'N', default: 1, min: 1, max: 1000, perRoute: true, help: 'requests let through at once while the circuit is half-open' },
+];
 
 export const OPTIONS: readonly OptionSpec[] = [
   { name: 'config', kind: 'string', arg: 'FILE', cliOnly: true, help: 'YAML config file; flags given on the command line override its keys' },
@@ -40,6 +63,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'trusted-proxy', kind: 'list', arg: 'IP', help: 'client address whose X-Forwarded-* headers are kept and appended to (repeatable); others are overwritten' },
   { name: 'demo-origin', kind: 'hostport', arg: 'HOST:PORT', default: 'off', help: 'start the built-in demo origin on this address (for trying ugate with nothing else installed); "off" by default' },
   { name: 'allow-js-fallback', kind: 'bool', default: false, help: 'start even when the uWebSockets.js native binary did not load (its pure-JS fallback is many times slower)' },
+  ...BALANCING_OPTIONS,
   { name: 'help', kind: 'bool', cliOnly: true, help: 'print this help and exit' },
   { name: 'version', kind: 'bool', cliOnly: true, help: 'print the version and exit' },
 ];

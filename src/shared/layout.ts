@@ -115,3 +115,67 @@ export const TELEMETRY_RING_BYTES = 1 << 20;
 /** Default main -> worker ring (control commands, config pushes): 64 KiB;
  * control traffic is rare and small. */
 export const CONTROL_RING_BYTES = 1 << 16;
+
+// ---- backend table ----
+//
+// One SharedArrayBuffer, allocated by main (src/shared/backend-table.ts) and passed to every
+// worker in workerData, holds the state every thread must agree on per backend: health, the
+// passive-ejection deadline, in-flight count, EWMA latency, circuit state, counters.
+//
+//   [0, BACKEND_TABLE_HEADER_BYTES)   header: Float64 epoch (ms, written once before any worker
+//                                     starts, so plain reads are safe) + Int32 global slots
+//   then BACKEND_SLOTS Int32 per backend, one cache line each, so workers bumping the in-flight
+//   count of different backends do not false-share a line;
+//   then, per worker, one Int32 per backend: that worker's share of the in-flight count, so
+//   main can take back what a crashed worker never released (BT_WORKER_COUNT columns).
+//
+// Backends are numbered in config order: routes as sorted in the config, then each route's
+// backends in order (backendTableIndex in backend-table.ts). Times are ms since the epoch.
+
+/** Header bytes: 8 for the Float64 epoch, then Int32 global slots; one cache line. */
+export const BACKEND_TABLE_HEADER_BYTES = CACHE_LINE_BYTES;
+/** Header Int32 slot (index into the Int32 view of the whole buffer): BACKEND_TABLE_MAGIC. */
+export const BT_MAGIC_SLOT = 2;
+/** Header Int32 slot: retries dispatched, all workers (wraps modulo 2^32). */
+export const BT_RETRIES_TOTAL = 3;
+/** Header Int32 slot: number of backend rows. */
+export const BT_BACKEND_COUNT = 4;
+/** Header Int32 slot: number of per-worker in-flight columns. */
+export const BT_WORKER_COUNT = 5;
+/** Identifies a backend table ("BKT1"). Bump when the row layout changes. */
+export const BACKEND_TABLE_MAGIC = 0x424b5431;
+
+/** Int32 slots per backend row (64 bytes: one cache line). */
+export const BACKEND_SLOTS = CACHE_LINE_BYTES / INT32_BYTES; // 16
+/** Row slot: 1 = up for active health checks (written by main only), 0 = down. Starts up. */
+export const BK_HEALTHY = 0;
+/** Row slot: passive ejection deadline (ms since epoch); 0 = not ejected. */
+export const BK_EJECTED_UNTIL = 1;
+/** Row slot: requests dispatched to this backend and not yet finished, all workers. */
+export const BK_IN_FLIGHT = 2;
+/** Row slot: EWMA of time to response headers, microseconds; 0 = no sample yet. */
+export const BK_EWMA_US = 3;
+/** Row slot: failures (connect errors, resets, 5xx) in the current fail window. */
+export const BK_WINDOW_FAILS = 4;
+/** Row slot: start of the current fail window (ms since epoch). */
+export const BK_WINDOW_START = 5;
+/** Row slot: circuit state, one of CIRCUIT_* below. */
+export const BK_CIRCUIT = 6;
+/** Row slot: when the circuit last opened (ms since epoch). */
+export const BK_CIRCUIT_OPENED_AT = 7;
+/** Row slot: half-open probes in flight. */
+export const BK_CIRCUIT_PROBES = 8;
+/** Row slot: consecutive failures (reset by any success). */
+export const BK_CONSECUTIVE_FAILS = 9;
+/** Row slot: requests dispatched, total (wraps modulo 2^32). */
+export const BK_REQUESTS = 10;
+/** Row slot: failures, total. */
+export const BK_FAILURES = 11;
+/** Row slot: passive ejections, total. */
+export const BK_EJECTIONS = 12;
+/** Row slot: 1 = drained by the operator (admin API): no new requests; in-flight ones finish. */
+export const BK_DRAINED = 13;
+
+export const CIRCUIT_CLOSED = 0;
+export const CIRCUIT_OPEN = 1;
+export const CIRCUIT_HALF_OPEN = 2;

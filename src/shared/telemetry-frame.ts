@@ -20,6 +20,8 @@ export interface TelemetryFrame {
   /** Latency histogram (microseconds) of this interval, hdr-histogram-js compressed base64; null if empty. */
   readonly hdr: string | null;
   readonly inFlight: number;
+  /** Config generation the route indexes refer to (0 = the config at start; +1 per reload). */
+  readonly gen?: number;
 }
 
 /** Main → worker: start draining; or, at the drain deadline, close every connection now. */

@@ -13,24 +13,27 @@ import { STATUS_CODES } from 'node:http';
 import { E } from '../../src/shared/errors';
 import { Exchange, Phase } from '../exchange';
 import { respondError } from '../respond';
+import { failAttempt, noteAnswer } from '../retry';
 import { record } from './record';
 
 const VIA = '1.1 ugate';
 
 /** undici's dispatch handler (the raw interface: response headers stay unparsed Buffers). */
 export class UpstreamHandler {
-  constructor(private readonly x: Exchange) {}
+  /** `attempt`: which dispatch of the exchange this handler serves (retries make new ones). */
+  constructor(private readonly x: Exchange, private readonly attempt = 1) {}
 
   onConnect(abort: (err?: Error) => void): void {
-    if (this.x.phase === Phase.Done) abort();
+    if (this.x.phase === Phase.Done || this.x.attempts !== this.attempt) abort();
     else this.x.abortUpstream = abort;
   }
 
   onHeaders(status: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     const x = this.x;
-    if (x.phase === Phase.Done) return false;
+    if (x.phase === Phase.Done || x.attempts !== this.attempt) return false;
     // 1xx are not forwarded: uWS already answered 100-continue to the client.
     if (status < 200) return true;
+    noteAnswer(x, status);
     x.status = status;
     x.statusText = statusText;
     x.rawHeaders = rawHeaders;
@@ -63,14 +66,20 @@ export class UpstreamHandler {
 
   onError(err: Error & { code?: string }): void {
     const x = this.x;
-    if (x.phase === Phase.Done) return;
+    if (x.phase === Phase.Done || x.attempts !== this.attempt) return;
     // undici 7 checks Content-Length against the body for every status but HEAD, so a valid
     // bodiless 304 that reports the entity's length arrives here: finish it as the 304 it is.
     if (x.status === 304 && x.headPending && err.code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
       this.onComplete();
       return;
     }
-    if (x.phase === Phase.Waiting || (x.headPending && x.bytesOut === 0)) {
+    if (x.phase === Phase.Waiting) {
+      const id = upstreamErrorId(err);
+      // Nothing reached the client yet: count the failure, and maybe re-send elsewhere.
+      if (!failAttempt(x, id)) respondError(x, id);
+      return;
+    }
+    if (x.headPending && x.bytesOut === 0) {
       respondError(x, upstreamErrorId(err));
       return;
     }
@@ -180,6 +189,7 @@ function writeHead(x: Exchange): void {
     res.writeHeader(name, h[i + 1]);
   }
   res.writeHeader('via', VIA);
+  if (x.stickyCookie !== null) res.writeHeader('set-cookie', x.stickyCookie);
   if (x.worker.draining) res.writeHeader('connection', 'close');
 }
 

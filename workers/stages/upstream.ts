@@ -1,6 +1,7 @@
 // Stage "upstream": build the backend request (hop-by-hop fields out, X-Forwarded-* and Via in)
 // and dispatch it on the backend's undici pool.
 import type { Dispatcher } from 'undici';
+import { noteDispatch, noteRelease } from '../../src/shared/backend-table';
 import { E } from '../../src/shared/errors';
 import type { Exchange } from '../exchange';
 import { Phase } from '../exchange';
@@ -40,7 +41,26 @@ function dispatch(x: Exchange, body: Buffer | RequestBody | null): void {
   x.dispatchOptions = opts;
   x.phase = Phase.Waiting;
   x.worker.inFlight++;
-  x.backend!.pool.dispatch(opts, new UpstreamHandler(x));
+  x.worker.retryBudget.noteRequest(x.startedAt);
+  dispatchAttempt(x);
+}
+
+/** Send the request to x.backend, holding an in-flight slot in the shared table until the
+ * attempt ends (releaseBackend). Retries (workers/retry.ts) come back here. */
+export function dispatchAttempt(x: Exchange): void {
+  const b = x.backend!;
+  x.attempts++;
+  x.probe = noteDispatch(b.state, b.row, b.own);
+  x.backendHeld = true;
+  x.dispatchedAt = performance.now();
+  b.pool.dispatch(x.dispatchOptions!, new UpstreamHandler(x, x.attempts));
+}
+
+export function releaseBackend(x: Exchange): void {
+  if (!x.backendHeld) return;
+  x.backendHeld = false;
+  const b = x.backend!;
+  noteRelease(b.state, b.row, x.probe, b.own);
 }
 
 function onClientData(x: Exchange, chunk: ArrayBuffer, isLast: boolean): void {
@@ -49,7 +69,8 @@ function onClientData(x: Exchange, chunk: ArrayBuffer, isLast: boolean): void {
   const max = x.route!.config.maxBodySize;
   if (max > 0 && x.bytesIn > max) {
     // Chunked bodies have no declared length: the limit is enforced while streaming.
-    // Answer first: aborting may report the abort to the handler synchronously.
+    // Answer first: aborting may call the handler's onError synchronously, which would
+    // otherwise answer 502 for what is the client's 413.
     respondError(x, E.BODY_TOO_LARGE);
     if (x.abortUpstream !== null) x.abortUpstream();
     if (x.body !== null) x.body.destroy();

@@ -131,6 +131,11 @@ describe('buildConfig: defaults', () => {
       maxBodySize: 10 * 1024 * 1024,
       poolConnections: 128,
       pipelining: 1,
+      lb: {
+        balance: 'round-robin', hashKey: 'ip', healthPath: null, healthIntervalMs: 5000, healthTimeoutMs: 2000, healthRise: 2, healthFall: 3,
+        maxFails: 5, failWindowMs: 10_000, ejectTimeMs: 30_000, retries: 1, retryBudgetPercent: 20,
+        circuitFailures: 0, circuitCooldownMs: 10_000, circuitProbes: 1,
+      },
     });
   });
 

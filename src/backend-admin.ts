@@ -1,0 +1,115 @@
+// The admin view of the backend table: /stats "backends", per-backend Prometheus series, and
+// the drain / up actions (POST /backends/drain, POST /backends/up).
+import type { GatewayConfig } from './config/config';
+import { BackendTable, backendTableIndexes, CIRCUIT_NAMES, markUp, type BackendRows } from './shared/backend-table';
+import {
+  BK_CIRCUIT,
+  BK_DRAINED,
+  BK_EJECTED_UNTIL,
+  BK_EJECTIONS,
+  BK_EWMA_US,
+  BK_FAILURES,
+  BK_HEALTHY,
+  BK_IN_FLIGHT,
+  BK_REQUESTS,
+  BT_RETRIES_TOTAL,
+} from './shared/layout';
+
+export interface BackendRow {
+  route: string;
+  url: string;
+  backup: boolean;
+  weight: number;
+  healthy: boolean;
+  drained: boolean;
+  ejected: boolean;
+  inFlight: number;
+  ewmaMs: number;
+  failures: number;
+  ejections: number;
+  circuit: string;
+  requests: number;
+}
+
+export class BackendAdmin {
+  private readonly rows: { route: string; url: string; origin: string; backup: boolean; weight: number; row: number }[] = [];
+
+  constructor(config: GatewayConfig, readonly table: BackendTable, rows?: BackendRows) {
+    this.update(config, rows ?? backendTableIndexes(config));
+  }
+
+  /** After a reload: the new routes and their rows. */
+  update(config: GatewayConfig, idx: BackendRows): void {
+    const table = this.table;
+    this.rows.length = 0;
+    config.routes.forEach((r, ri) =>
+      r.backends.forEach((b, bi) => this.rows.push({ route: r.name, url: b.url, origin: b.origin, backup: b.backup, weight: b.weight, row: table.row(idx[ri][bi]) })),
+    );
+  }
+
+  backends(): BackendRow[] {
+    const t = this.table.i32;
+    const now = this.table.now();
+    return this.rows.map((r) => {
+      const until = Atomics.load(t, r.row + BK_EJECTED_UNTIL);
+      return {
+        route: r.route,
+        url: r.url,
+        backup: r.backup,
+        weight: r.weight,
+        healthy: Atomics.load(t, r.row + BK_HEALTHY) === 1,
+        drained: Atomics.load(t, r.row + BK_DRAINED) === 1,
+        ejected: until !== 0 && until > now,
+        inFlight: Atomics.load(t, r.row + BK_IN_FLIGHT),
+        ewmaMs: Math.round(Atomics.load(t, r.row + BK_EWMA_US) / 10) / 100,
+        failures: Atomics.load(t, r.row + BK_FAILURES) >>> 0,
+        ejections: Atomics.load(t, r.row + BK_EJECTIONS) >>> 0,
+        circuit: CIRCUIT_NAMES[Atomics.load(t, r.row + BK_CIRCUIT)] ?? 'unknown',
+        requests: Atomics.load(t, r.row + BK_REQUESTS) >>> 0,
+      };
+    });
+  }
+
+  retriesTotal(): number {
+    return Atomics.load(this.table.i32, BT_RETRIES_TOTAL) >>> 0;
+  }
+
+  prometheus(): string {
+    const rows = this.backends();
+    const out: string[] = [];
+    const label = (b: BackendRow) => `{route="${b.route}",backend="${b.url}"}`;
+    const series = (name: string, type: string, help: string, value: (b: BackendRow) => number) => {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+      for (const b of rows) out.push(`${name}${label(b)} ${value(b)}`);
+    };
+    series('ugate_backend_up', 'gauge', 'Backend may take new requests (healthy, not drained, not ejected, circuit not open).', (b) =>
+      b.healthy && !b.drained && !b.ejected && b.circuit !== 'open' ? 1 : 0,
+    );
+    series('ugate_backend_in_flight', 'gauge', 'Requests in flight to the backend, all workers.', (b) => b.inFlight);
+    series('ugate_backend_requests_total', 'counter', 'Requests (attempts, retries included) sent to the backend.', (b) => b.requests);
+    series('ugate_backend_failures_total', 'counter', 'Connection failures, resets, timeouts and 5xx answers from the backend.', (b) => b.failures);
+    series('ugate_backend_ejections_total', 'counter', 'Times passive health checks ejected the backend.', (b) => b.ejections);
+    series('ugate_backend_response_ewma_seconds', 'gauge', 'EWMA of time to response headers.', (b) => b.ewmaMs / 1000);
+    out.push('# HELP ugate_retries_total Requests re-sent to another backend.', '# TYPE ugate_retries_total counter', `ugate_retries_total ${this.retriesTotal()}`);
+    return out.join('\n') + '\n';
+  }
+
+  /** POST /backends/drain and /backends/up. Returns [status line, body]. */
+  act(action: 'drain' | 'up', body: string): [string, string] {
+    let req: { route?: unknown; backend?: unknown };
+    try {
+      req = JSON.parse(body) as typeof req;
+    } catch {
+      return ['400 Bad Request', 'body must be JSON {"route":"default","backend":"http://host:port"}\n'];
+    }
+    const matches = this.rows.filter(
+      (r) => (req.route === undefined || r.route === req.route) && (r.url === req.backend || r.origin === req.backend),
+    );
+    if (matches.length === 0) return ['404 Not Found', `no backend ${JSON.stringify(req.backend)} in route ${JSON.stringify(req.route ?? '*')}\n`];
+    for (const m of matches) {
+      if (action === 'drain') Atomics.store(this.table.i32, m.row + BK_DRAINED, 1);
+      else markUp(this.table.i32, m.row);
+    }
+    return ['200 OK', JSON.stringify({ action, backends: matches.map((m) => ({ route: m.route, backend: m.url })) }) + '\n'];
+  }
+}

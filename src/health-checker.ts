@@ -1,0 +1,102 @@
+// Active health checks, from the main thread: GET health-path on every backend of every route
+// that sets one, every health-interval, failing after health-timeout. health-fall failures in a
+// row take a backend down, health-rise passes bring it back; the state is published to the
+// workers through the backend table's healthy slot, which the balance stage reads on every
+// request, so a backend marked down gets no new request from the next request on.
+import { Agent, request } from 'undici';
+import type { BalancingConfig, GatewayConfig } from './config/config';
+import { log } from './log';
+import { BackendTable, backendTableIndexes, type BackendRows } from './shared/backend-table';
+import { BK_EJECTED_UNTIL, BK_HEALTHY } from './shared/layout';
+
+interface Target {
+  readonly route: string;
+  readonly url: string;
+  readonly origin: string;
+  readonly row: number;
+  readonly lb: BalancingConfig;
+  up: boolean;
+  passes: number;
+  fails: number;
+  timer: NodeJS.Timeout | null;
+}
+
+export class HealthChecker {
+  private readonly targets: Target[] = [];
+  // A fresh connection per check (reset: true): a check must see a backend that stopped
+  // accepting, not a keep-alive socket that happens to survive.
+  private readonly agent = new Agent({ connections: 4 });
+  private stopped = false;
+
+  constructor(config: GatewayConfig, private readonly table: BackendTable, rows: BackendRows = backendTableIndexes(config)) {
+    config.routes.forEach((r, ri) => {
+      if (r.lb.healthPath === null) return;
+      r.backends.forEach((b, bi) => {
+        this.targets.push({ route: r.name, url: b.url, origin: b.origin, row: table.row(rows[ri][bi]), lb: r.lb, up: true, passes: 0, fails: 0, timer: null });
+      });
+    });
+  }
+
+  get active(): boolean {
+    return this.targets.length > 0;
+  }
+
+  start(): void {
+    for (const t of this.targets) this.schedule(t, 0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.targets) if (t.timer) clearTimeout(t.timer);
+    await this.agent.close().catch(() => {});
+  }
+
+  private schedule(t: Target, delay: number): void {
+    if (this.stopped) return;
+    t.timer = setTimeout(() => void this.check(t), delay);
+    t.timer.unref();
+  }
+
+  private async check(t: Target): Promise<void> {
+    const ok = await this.probe(t);
+    if (this.stopped) return;
+    if (ok) {
+      t.fails = 0;
+      t.passes++;
+      if (!t.up && t.passes >= t.lb.healthRise) this.setUp(t, true);
+    } else {
+      t.passes = 0;
+      t.fails++;
+      if (t.up && t.fails >= t.lb.healthFall) this.setUp(t, false);
+    }
+    // Re-asserted on every check so the admin "up" action cannot outlive a failing check.
+    Atomics.store(this.table.i32, t.row + BK_HEALTHY, t.up ? 1 : 0);
+    this.schedule(t, t.lb.healthIntervalMs);
+  }
+
+  private setUp(t: Target, up: boolean): void {
+    t.up = up;
+    // Back up by active checks: a passive ejection from the outage is over too.
+    if (up) Atomics.store(this.table.i32, t.row + BK_EJECTED_UNTIL, 0);
+    log(up ? 'info' : 'warn', `health: route ${t.route} backend ${t.url} is ${up ? 'up' : 'down'}`);
+  }
+
+  private async probe(t: Target): Promise<boolean> {
+    const timeout = t.lb.healthTimeoutMs;
+    try {
+      const res = await request(t.origin + t.lb.healthPath, {
+        method: 'GET',
+        dispatcher: this.agent,
+        reset: true,
+        headersTimeout: timeout,
+        bodyTimeout: timeout,
+        signal: AbortSignal.timeout(timeout),
+        headers: { 'user-agent': 'ugate-health-check' },
+      });
+      await res.body.dump();
+      return res.statusCode >= 200 && res.statusCode < 400;
+    } catch {
+      return false;
+    }
+  }
+}

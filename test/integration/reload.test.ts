@@ -1,0 +1,78 @@
+// SIGHUP reload under load: backends swapped in the config file while requests flow; not one
+// request fails, the removed backend stops getting requests, the added one starts, and a bad
+// config is refused with the old one kept.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startOrigin, type Origin } from '../helpers/origin';
+import { load } from '../helpers/load';
+import { eventually, startUgate, type Ugate } from '../helpers/ugate';
+
+const started: Origin[] = [];
+let u: Ugate | null = null;
+afterAll(async () => {
+  await u?.stop();
+  for (const o of started) await o.close();
+});
+
+async function origin(delayMs = 0): Promise<Origin> {
+  const o = await startOrigin((_req, res) => {
+    if (delayMs) setTimeout(() => res.end('ok'), delayMs);
+    else res.end('ok');
+  });
+  started.push(o);
+  return o;
+}
+
+describe('SIGHUP reload', () => {
+  it('swaps backends under load with zero failed requests; removed backends finish their in-flight requests', async () => {
+    // A is slow, so requests are in flight on it at the moment it is removed.
+    const a = await origin(30);
+    const b = await origin();
+    const c = await origin();
+    const dir = mkdtempSync(join(tmpdir(), 'ugate-reload-'));
+    const file = join(dir, 'ugate.yaml');
+    writeFileSync(file, `upstream:\n  - ${a.url}\n  - ${b.url}\n`);
+    u = await startUgate(['--config', file]);
+    let reloaded = false;
+    let aAtReload = 0;
+    const r = await load(u.url, 1200, {
+      concurrency: 8,
+      onDone: (n) => {
+        if (n === 200 && !reloaded) {
+          reloaded = true;
+          writeFileSync(file, `upstream:\n  - ${b.url}\n  - ${c.url}\nbalance: least-conn\n`);
+          aAtReload = a.seen.length;
+          u!.proc.kill('SIGHUP');
+        }
+      },
+    });
+    expect(r.errors).toEqual([]);
+    expect(r.failed).toBe(0);
+    expect(r.statuses.get(200)).toBe(1200);
+    expect(u.output()).toContain('reloaded config (generation 1)');
+    expect(c.seen.length).toBeGreaterThan(100);
+    // Requests already sent to A when the reload landed may still arrive there; nothing after.
+    expect(a.seen.length - aAtReload).toBeLessThan(20);
+    const aAfter = a.seen.length;
+    await load(u.url, 100, { concurrency: 4 });
+    expect(a.seen.length).toBe(aAfter);
+    const stats = (await u.stats()) as unknown as { backends: { url: string; inFlight: number }[]; requests: { total: number } };
+    expect(stats.backends.map((s) => s.url)).toEqual([b.url, c.url]);
+    await eventually(async () => ((await u!.stats()).requests.total >= 1300 ? true : undefined));
+  });
+
+  it('refuses an invalid config and keeps serving with the old one', async () => {
+    const b = started[1];
+    const before = b.seen.length;
+    const file = /--config (\S+)/.exec(u!.proc.spawnargs.join(' '))![1];
+    writeFileSync(file, `upstream:\n  - ${b.url}\nbalance: fastest\n`);
+    u!.proc.kill('SIGHUP');
+    await eventually(() => u!.output().includes('reload refused'), 5000);
+    expect(u!.output()).toContain('balance: "fastest" is not one of');
+    const r = await load(u!.url, 50, { concurrency: 2 });
+    expect(r.failed).toBe(0);
+    expect(b.seen.length).toBeGreaterThan(before);
+  });
+});

@@ -1,0 +1,54 @@
+// Retries and passive health, from the undici handler's point of view.
+//
+// A request is re-sent to another backend only when nothing can have gone wrong by sending it
+// twice and nothing reached the client yet: an idempotent method (GET, HEAD, PUT, DELETE,
+// OPTIONS), no streamed request body (its stream is consumed; a body that arrived whole is a
+// Buffer undici can send again), no response head from the backend, an
+// error that is retryable (connect refused/timeout, reset before headers), retries left for
+// this request, and room in the worker's retry budget.
+import { noteFailure, noteSuccess } from '../src/shared/backend-table';
+import { BT_RETRIES_TOTAL } from '../src/shared/layout';
+import { errorSpec } from '../src/shared/errors';
+import type { Exchange } from './exchange';
+import { pickBackend } from './stages/balance';
+import { dispatchAttempt, releaseBackend } from './stages/upstream';
+
+/** Feed passive health: the backend answered with `status` (called once per attempt). */
+export function noteAnswer(x: Exchange, status: number): void {
+  const b = x.backend!;
+  if (status >= 500) noteFailure(b.state, b.row, x.worker.backendTable.now(), x.route!.config.lb, x.route!.backends.length > 1);
+  else noteSuccess(b.state, b.row, (performance.now() - x.dispatchedAt) * 1000);
+}
+
+/** The attempt failed before any response head (connect error, reset, timeout). Counts the
+ * failure, and re-dispatches when allowed. Returns true when a retry was sent. */
+export function failAttempt(x: Exchange, errorId: number): boolean {
+  const b = x.backend!;
+  const lb = x.route!.config.lb;
+  const table = x.worker.backendTable;
+  noteFailure(b.state, b.row, table.now(), lb, x.route!.backends.length > 1);
+  if (!errorSpec(errorId).retryable || x.attempts > lb.retries || x.body !== null || !isIdempotent(x.method)) return false;
+  (x.tried ??= []).push(b);
+  const next = pickBackend(x);
+  if (next === null) return false;
+  if (!x.worker.retryBudget.tryRetry(performance.now(), lb.retryBudgetPercent)) return false;
+  releaseBackend(x);
+  x.backend = next;
+  x.abortUpstream = null;
+  Atomics.add(table.i32, BT_RETRIES_TOTAL, 1);
+  dispatchAttempt(x);
+  return true;
+}
+
+function isIdempotent(method: string): boolean {
+  switch (method) {
+    case 'GET':
+    case 'HEAD':
+    case 'PUT':
+    case 'DELETE':
+    case 'OPTIONS':
+      return true;
+    default:
+      return false;
+  }
+}
