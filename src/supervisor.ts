@@ -31,6 +31,7 @@ export class Supervisor {
   private readonly slots: Slot[] = [];
   private stopping = false;
   private port = 0;
+  private purgeSeq = 0;
   private readonly pollTimer: NodeJS.Timeout;
 
   constructor(private readonly config: GatewayConfig, private readonly aggregate: TelemetryAggregate) {
@@ -85,6 +86,36 @@ export class Supervisor {
       };
       slot.worker.on('message', onMessage);
       slot.worker.once('exit', (code) => reject(new Error(`worker ${slot.index} exited with code ${code} before listening`)));
+    });
+  }
+
+  /** Purge matching cache entries on every live worker; resolves with how many acknowledged
+   * (within `timeoutMs`) and how many entries they removed. */
+  purgeCache(match: { url?: string; prefix?: string }, timeoutMs = 2000): Promise<{ workers: number; acknowledged: number; removed: number }> {
+    const id = ++this.purgeSeq;
+    const live = this.slots.filter((s) => s && (s.phase === 'listening' || s.phase === 'starting'));
+    return new Promise((resolve) => {
+      let acknowledged = 0;
+      let removed = 0;
+      const listeners: [Slot, (e: WorkerEvent) => void][] = [];
+      const done = () => {
+        clearTimeout(timer);
+        for (const [s, l] of listeners) s.worker.off('message', l);
+        resolve({ workers: live.length, acknowledged, removed });
+      };
+      const timer = setTimeout(done, timeoutMs);
+      if (live.length === 0) return done();
+      for (const s of live) {
+        const onMessage = (e: WorkerEvent) => {
+          if (e.type !== 'cache-purged' || e.id !== id) return;
+          acknowledged++;
+          removed += e.removed;
+          if (acknowledged === live.length) done();
+        };
+        listeners.push([s, onMessage]);
+        s.worker.on('message', onMessage);
+        this.sendControl(s, { t: 'cache-purge', id, ...match });
+      }
     });
   }
 

@@ -6,6 +6,7 @@ import uWS from 'uWebSockets.js';
 import type { GatewayConfig } from '../src/config/config';
 import { RingReader, RingWriter } from '../src/shared/ring';
 import { TELEMETRY_INTERVAL_MS, type ControlFrame } from '../src/shared/telemetry-frame';
+import { WorkerCache } from './cache/cache';
 import { handleRequest } from './pipeline';
 import { WorkerTelemetry } from './telemetry';
 import { createRoutes, type WorkerState } from './worker-state';
@@ -23,7 +24,8 @@ export interface WorkerInit {
 export type WorkerEvent =
   | { type: 'listening'; port: number }
   | { type: 'listen-failed'; reason: string }
-  | { type: 'drained' };
+  | { type: 'drained' }
+  | { type: 'cache-purged'; id: number; removed: number };
 
 const init = workerData as WorkerInit;
 const routes = createRoutes(init.config);
@@ -35,6 +37,7 @@ const state: WorkerState = {
   telemetry: new WorkerTelemetry(routes.length, init.index),
   draining: false,
   inFlight: 0,
+  cache: init.config.cache === null ? null : new WorkerCache(init.config.cache),
 };
 const telemetryOut = new RingWriter(init.telemetryRing);
 const controlIn = new RingReader(init.controlRing);
@@ -49,7 +52,12 @@ app.listen(init.config.listen.host, init.port, (socket) => {
     return;
   }
   listenSocket = socket;
-  send({ type: 'listening', port: uWS.us_socket_local_port(socket) });
+  const port = uWS.us_socket_local_port(socket);
+  if (state.cache) {
+    const host = init.config.listen.host === '0.0.0.0' || init.config.listen.host === '::' ? '127.0.0.1' : init.config.listen.host;
+    state.cache.warm(state, host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
+  }
+  send({ type: 'listening', port });
 });
 
 const telemetryTimer = setInterval(flushTelemetry, TELEMETRY_INTERVAL_MS);
@@ -57,7 +65,8 @@ void controlLoop();
 
 function flushTelemetry(): void {
   // A full ring drops the frame (counted by the ring); the data path never waits for main.
-  telemetryOut.write(state.telemetry.takeFrame(state.inFlight));
+  const frame = state.telemetry.takeFrame(state.inFlight);
+  telemetryOut.write(state.cache ? { ...frame, cache: state.cache.takeTelemetry() } : frame);
 }
 
 async function controlLoop(): Promise<void> {
@@ -68,8 +77,12 @@ async function controlLoop(): Promise<void> {
 }
 
 function onControl(message: unknown): void {
-  const t = (message as ControlFrame).t;
-  if (t === 'drain') void drain();
+  const frame = message as ControlFrame;
+  const t = frame.t;
+  if (frame.t === 'cache-purge') {
+    const removed = state.cache ? state.cache.purge(frame.url !== undefined ? { url: frame.url } : { prefix: frame.prefix ?? '/' }) : 0;
+    send({ type: 'cache-purged', id: frame.id, removed });
+  } else if (t === 'drain') void drain();
   // The drain deadline passed: closing every socket aborts what is still in flight.
   else if (t === 'close-now') closeApp();
 }

@@ -3,6 +3,7 @@
 import { Pool } from 'undici';
 import type { Backend, GatewayConfig, RouteConfig } from '../src/config/config';
 import type { WorkerTelemetry } from './telemetry';
+import type { WorkerCache } from './cache/cache';
 
 export interface RuntimeBackend {
   readonly config: Backend;
@@ -26,6 +27,8 @@ export interface WorkerState {
   /** Set when the main thread asked this worker to drain: new responses carry Connection: close. */
   draining: boolean;
   inFlight: number;
+  /** L1 response cache; null when caching is off. */
+  readonly cache?: WorkerCache | null;
 }
 
 export function createRoutes(config: GatewayConfig): RuntimeRoute[] {

@@ -31,6 +31,8 @@ export class UpstreamHandler {
     if (x.phase === Phase.Done) return false;
     // 1xx are not forwarded: uWS already answered 100-continue to the client.
     if (status < 200) return true;
+    // A cache revalidation answered by 304, or a 5xx answered from a stale entry: done here.
+    if (x.cacheFill !== null && x.cacheFill.onHeaders(status, statusText, rawHeaders)) return true;
     x.status = status;
     x.statusText = statusText;
     x.rawHeaders = rawHeaders;
@@ -44,6 +46,7 @@ export class UpstreamHandler {
 
   onData(chunk: Buffer): boolean {
     const x = this.x;
+    if (x.cacheFill !== null) x.cacheFill.onData(chunk);
     if (x.phase !== Phase.Streaming) return false;
     x.bytesOut += chunk.length;
     writing = x;
@@ -55,6 +58,7 @@ export class UpstreamHandler {
 
   onComplete(): void {
     const x = this.x;
+    if (x.cacheFill !== null) x.cacheFill.onComplete();
     if (x.phase !== Phase.Streaming) return;
     if (x.unsent !== null) return; // tryEnd finishes it from onWritable
     writing = x;
@@ -63,6 +67,8 @@ export class UpstreamHandler {
 
   onError(err: Error & { code?: string }): void {
     const x = this.x;
+    // stale-if-error (or a 304 undici rejected) may answer from the cache instead.
+    if (x.cacheFill !== null && x.cacheFill.onError(err)) return;
     if (x.phase === Phase.Done) return;
     if (x.phase === Phase.Waiting || (x.headPending && x.bytesOut === 0)) {
       respondError(x, upstreamErrorId(err));
@@ -173,6 +179,7 @@ function writeHead(x: Exchange): void {
     res.writeHeader(name, h[i + 1]);
   }
   res.writeHeader('via', VIA);
+  if (x.cacheStatus !== null) res.writeHeader('x-cache', x.cacheStatus);
   if (x.worker.draining) res.writeHeader('connection', 'close');
 }
 
@@ -255,7 +262,7 @@ function flushPendingHeads(): void {
   pendingHeads.length = 0;
 }
 
-function upstreamErrorId(err: Error & { code?: string }): number {
+export function upstreamErrorId(err: Error & { code?: string }): number {
   // undici's parser errors carry no code, only their class name.
   if (err.name === 'HTTPParserError') return E.UPSTREAM_BAD_RESPONSE;
   switch (err.code) {
