@@ -24,8 +24,10 @@ type Stage = (x: Exchange) => number;
 
 export const STAGES: readonly Stage[] = [validate, route, limits, cacheLookup, balance];
 
-/** Where an exchange parked by cache-lookup picks up again. */
-export const CACHE_RESUME = STAGES.indexOf(cacheLookup) + 1;
+/** Where an exchange parked by cache-lookup picks up again: the lookup itself (to look again,
+ * or lead a new fill), or the stage after it (to go upstream on its own). */
+export const CACHE_LOOKUP = STAGES.indexOf(cacheLookup);
+export const CACHE_RESUME = CACHE_LOOKUP + 1;
 
 export function handleRequest(res: HttpResponse, req: HttpRequest, worker: WorkerState): void {
   continueFrom(accept(res, req, worker), 0);

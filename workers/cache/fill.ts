@@ -8,7 +8,7 @@
 import type { Dispatcher } from 'undici';
 import { E } from '../../src/shared/errors';
 import { Exchange, Phase } from '../exchange';
-import { continueFrom, CACHE_RESUME } from '../pipeline';
+import { continueFrom, CACHE_LOOKUP, CACHE_RESUME } from '../pipeline';
 import { respondError } from '../respond';
 import { upstreamErrorId } from '../stages/stream-back';
 import type { WorkerCache } from './cache';
@@ -147,7 +147,7 @@ export class CacheFill {
     // Before the head: the origin failed, and waiters get the same answer. After it, or when
     // the leader's own client left (that aborts the request), waiters try for themselves.
     if (this.status === 0 && !leaderGone) this.fail(upstreamErrorId(err));
-    else this.release();
+    else this.release(leaderGone);
     return false;
   }
 
@@ -177,10 +177,13 @@ export class CacheFill {
     this.waiters.length = 0;
   }
 
-  private release(): void {
+  /** Waiters go upstream on their own; or, when only the leader's client left (`lookAgain`),
+   * they look up again: the first leads a new fill and the others wait for it. */
+  private release(lookAgain = false): void {
     if (this.settled) return;
     this.finishSettle();
-    for (const w of this.waiters) if (!w.clientGone && w.phase !== Phase.Done) continueFrom(w, CACHE_RESUME);
+    const from = lookAgain ? CACHE_LOOKUP : CACHE_RESUME;
+    for (const w of this.waiters) if (!w.clientGone && w.phase !== Phase.Done) continueFrom(w, from);
     this.waiters.length = 0;
   }
 
