@@ -68,7 +68,7 @@ describe('coalescing', () => {
     expect(origin.hits('/cbig')).toBe(10);
   });
 
-  it('the leader'\''s client leaving hands the fill to a waiter; the others still wait', async () => {
+  it("the leader's client leaving hands the fill to a waiter; the others still wait", async () => {
     const ac = new AbortController();
     const leaving = fetch(one.url + '/cabort?cc=max-age%3D60&delay=300', { signal: ac.signal }).catch(() => 'aborted');
     await new Promise((r) => setTimeout(r, 50));
