@@ -77,6 +77,7 @@ export function statsJson(agg: TelemetryAggregate, phases: readonly WorkerPhase[
 
 const CACHE_HELP: Record<(typeof CACHE_COUNTERS)[number], [string, string]> = {
   hits: ['ugate_cache_hits_total', 'Requests answered from a fresh cache entry.'],
+  l2Hits: ['ugate_cache_l2_hits_total', 'Of the hits, those found in the L2 (Redis) cache.'],
   misses: ['ugate_cache_misses_total', 'Cacheable requests that went upstream.'],
   stale: ['ugate_cache_stale_total', 'Requests answered from a stale entry (stale-while-revalidate, stale-if-error).'],
   revalidated: ['ugate_cache_revalidated_total', 'Stale entries refreshed by a 304 from the origin.'],

@@ -9,6 +9,7 @@ import { createRing, RingReader, RingWriter } from './shared/ring';
 import { TELEMETRY_INTERVAL_MS, type ControlFrame, type TelemetryFrame } from './shared/telemetry-frame';
 import type { TelemetryAggregate } from './telemetry';
 import type { WorkerEvent, WorkerInit } from '../workers/proxy-worker';
+import { purgeRedis } from '../workers/cache/redis-store';
 
 const WORKER_SCRIPT = join(__dirname, '..', 'workers', 'proxy-worker.js');
 /** How long a worker gets to exit after being told to close every connection. */
@@ -89,9 +90,19 @@ export class Supervisor {
     });
   }
 
-  /** Purge matching cache entries on every live worker; resolves with how many acknowledged
-   * (within `timeoutMs`) and how many entries they removed. */
-  purgeCache(match: { url?: string; prefix?: string }, timeoutMs = 2000): Promise<{ workers: number; acknowledged: number; removed: number }> {
+  /** Purge matching cache entries on every live worker and in the L2 (Redis) when there is one. */
+  async purgeCache(match: { url?: string; prefix?: string }): Promise<{ workers: number; acknowledged: number; removed: number; redisRemoved?: number; redisError?: string }> {
+    const redisUrl = this.config.cache?.redis ?? null;
+    const [workers, redis] = await Promise.all([
+      this.purgeWorkers(match),
+      redisUrl === null ? null : purgeRedis(redisUrl, match).then((n) => ({ redisRemoved: n }), (err: Error) => ({ redisError: err.message })),
+    ]);
+    return redis === null ? workers : { ...workers, ...redis };
+  }
+
+  /** Purge on every live worker; resolves with how many acknowledged (within `timeoutMs`) and
+   * how many entries they removed. */
+  private purgeWorkers(match: { url?: string; prefix?: string }, timeoutMs = 2000): Promise<{ workers: number; acknowledged: number; removed: number }> {
     const id = ++this.purgeSeq;
     const live = this.slots.filter((s) => s && (s.phase === 'listening' || s.phase === 'starting'));
     return new Promise((resolve) => {

@@ -60,7 +60,7 @@ export class TelemetryAggregate {
   }
 
   private addCache(w: number, c: CacheTelemetry): void {
-    const t = (this.cache ??= { hits: 0, misses: 0, stale: 0, revalidated: 0, coalesced: 0, stored: 0, evictions: 0, purged: 0, l2Errors: 0 });
+    const t = (this.cache ??= { hits: 0, l2Hits: 0, misses: 0, stale: 0, revalidated: 0, coalesced: 0, stored: 0, evictions: 0, purged: 0, l2Errors: 0 });
     for (const k of CACHE_COUNTERS) t[k] += c[k];
     this.cacheSize[w] = [c.bytes, c.entries];
   }
@@ -72,5 +72,5 @@ export class TelemetryAggregate {
   }
 }
 
-export const CACHE_COUNTERS = ['hits', 'misses', 'stale', 'revalidated', 'coalesced', 'stored', 'evictions', 'purged', 'l2Errors'] as const;
+export const CACHE_COUNTERS = ['hits', 'l2Hits', 'misses', 'stale', 'revalidated', 'coalesced', 'stored', 'evictions', 'purged', 'l2Errors'] as const;
 export type CacheTotals = Record<(typeof CACHE_COUNTERS)[number], number>;

@@ -37,7 +37,7 @@ const state: WorkerState = {
   telemetry: new WorkerTelemetry(routes.length, init.index),
   draining: false,
   inFlight: 0,
-  cache: init.config.cache === null ? null : new WorkerCache(init.config.cache),
+  cache: init.config.cache === null ? null : new WorkerCache(init.config.cache, init.index),
 };
 const telemetryOut = new RingWriter(init.telemetryRing);
 const controlIn = new RingReader(init.controlRing);
@@ -105,6 +105,8 @@ async function drain(): Promise<void> {
   clearInterval(telemetryTimer);
   flushTelemetry();
   stopped = true;
+  // The Redis connection would keep this thread alive.
+  state.cache?.close();
   await Promise.all(routes.flatMap((r) => r.backends.map((b) => b.pool.close())));
   send({ type: 'drained' });
 }

@@ -26,6 +26,8 @@ export interface TelemetryFrame {
 
 export interface CacheTelemetry {
   readonly hits: number;
+  /** Of the hits, those found in L2 (Redis). */
+  readonly l2Hits: number;
   readonly misses: number;
   /** Answers from stale entries (stale-while-revalidate and stale-if-error). */
   readonly stale: number;

@@ -6,10 +6,12 @@ import { Exchange } from '../exchange';
 import { balance } from '../stages/balance';
 import { route } from '../stages/route';
 import type { WorkerState } from '../worker-state';
+import { continueFrom, CACHE_RESUME } from '../pipeline';
 import { BackgroundHandler, CacheFill } from './fill';
-import { emptyDirectives } from './policy';
+import { emptyDirectives, type Directives } from './policy';
+import { RedisL2 } from './redis-store';
 import { ageMs } from './serve';
-import { LruStore, type CacheEntry, type CacheStore } from './store';
+import { entrySize, LruStore, type CacheEntry, type CacheStore } from './store';
 
 export interface CacheOptions {
   readonly maxEntry: number;
@@ -24,12 +26,64 @@ export class WorkerCache {
   readonly options: CacheOptions;
   /** Full key → the fill whose response will answer it. */
   readonly inflight = new Map<string, CacheFill>();
-  readonly stats = { hits: 0, misses: 0, stale: 0, staleIfError: 0, revalidated: 0, coalesced: 0, stored: 0, purged: 0, l2Errors: 0 };
+  readonly stats = { hits: 0, l2Hits: 0, misses: 0, stale: 0, staleIfError: 0, revalidated: 0, coalesced: 0, stored: 0, purged: 0, l2Errors: 0 };
   private evictionsReported = 0;
+  /** Shared L2 (Redis), or null. */
+  readonly l2: RedisL2 | null;
 
-  constructor(readonly config: CacheConfig) {
+  constructor(readonly config: CacheConfig, workerIndex = 0) {
     this.store = new LruStore(config.size);
     this.options = { maxEntry: config.maxEntry, defaultTtlMs: config.defaultTtlMs, setCookie: config.setCookie };
+    this.l2 = config.redis === null ? null : new RedisL2(config.redis, config.l2TimeoutMs, this.stats, `worker ${workerIndex}`);
+  }
+
+  close(): void {
+    if (this.l2 !== null) this.l2.close();
+  }
+
+  /** Fresh enough for this request's directives (request no-cache, max-age, min-fresh)? */
+  isFresh(e: CacheEntry, d: Directives, now: number): boolean {
+    const age = ageMs(e, now);
+    if (e.noCache || age >= e.lifetimeMs || d.noCache) return false;
+    if (d.maxAge >= 0 && age > d.maxAge * 1000) return false;
+    return !(d.minFresh >= 0 && e.lifetimeMs - age < d.minFresh * 1000);
+  }
+
+  /** L1 missed and `fill` leads: ask L2 first. The leader is parked until the answer (or the
+   * timeout), then served from L2, or sent upstream (revalidating L2's stale copy if it can). */
+  async lookupL2(fill: CacheFill): Promise<void> {
+    const x = fill.leader!;
+    const headers = fill.leaderHeaders!;
+    let found: CacheEntry | null = null;
+    try {
+      found = await this.l2!.get(fill.key, fill.primary, this.store.varyOf(fill.primary).length > 0, (names) => this.keyWithVary(headers, fill.primary, names));
+    } catch {
+      found = null;
+    }
+    if (fill.settled) return;
+    if (x.clientGone) {
+      fill.leaderLeftBeforeUpstream();
+      return;
+    }
+    const now = Date.now();
+    if (found !== null && this.keyWithVary(headers, fill.primary, found.vary) === found.key) {
+      (found as { size: number }).size = entrySize(found.key, found.names, found.values, found.body);
+      if (this.isFresh(found, fill.request, now)) {
+        this.store.set(found);
+        this.stats.hits++;
+        this.stats.l2Hits++;
+        fill.resolveFromL2(found);
+        return;
+      }
+      if (found.etag !== null || found.lastModified !== null) {
+        // Stale in L2 but it has validators: revalidate it instead of fetching it whole.
+        fill.stale = found;
+        fill.revalidating = true;
+        if (found.etag !== null) x.headers.push('if-none-match', found.etag);
+        if (found.lastModified !== null) x.headers.push('if-modified-since', found.lastModified);
+      }
+    }
+    continueFrom(x, CACHE_RESUME);
   }
 
   /** The full key of `x`'s request: primary key plus the values of the fields the resource varies on. */
@@ -97,10 +151,10 @@ export class WorkerCache {
     const evictions = this.store.evictions - this.evictionsReported;
     this.evictionsReported = this.store.evictions;
     const t: CacheTelemetry = {
-      hits: s.hits, misses: s.misses, stale: s.stale + s.staleIfError, revalidated: s.revalidated, coalesced: s.coalesced,
+      hits: s.hits, l2Hits: s.l2Hits, misses: s.misses, stale: s.stale + s.staleIfError, revalidated: s.revalidated, coalesced: s.coalesced,
       stored: s.stored, purged: s.purged, l2Errors: s.l2Errors, evictions, bytes: this.store.bytes, entries: this.store.entries,
     };
-    s.hits = s.misses = s.stale = s.staleIfError = s.revalidated = s.coalesced = s.stored = s.purged = s.l2Errors = 0;
+    s.hits = s.l2Hits = s.misses = s.stale = s.staleIfError = s.revalidated = s.coalesced = s.stored = s.purged = s.l2Errors = 0;
     return t;
   }
 }

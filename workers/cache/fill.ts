@@ -48,8 +48,8 @@ export class CacheFill {
     readonly target: string,
     readonly leader: Exchange | null,
     /** A stored entry this request revalidates, or may fall back to (stale-if-error). */
-    readonly stale: CacheEntry | null,
-    readonly revalidating: boolean,
+    public stale: CacheEntry | null,
+    public revalidating: boolean,
     readonly request: Directives,
     readonly hasAuthorization: boolean,
   ) {}
@@ -122,6 +122,7 @@ export class CacheFill {
       return;
     }
     this.cache.stats.stored++;
+    if (this.cache.l2 !== null) this.cache.l2.set(entry);
     this.settleWithEntry(entry, 'HIT', false);
   }
 
@@ -149,6 +150,18 @@ export class CacheFill {
     if (this.status === 0 && !leaderGone) this.fail(upstreamErrorId(err));
     else this.release(leaderGone);
     return false;
+  }
+
+  // ---- L2 (Redis) outcome, before the leader goes upstream ----
+
+  /** L2 had a usable entry: it answers the leader and the waiters. */
+  resolveFromL2(entry: CacheEntry): void {
+    if (!this.settled) this.settleWithEntry(entry, 'HIT', true);
+  }
+
+  /** The leader's client left while L2 was asked: a waiter takes over. */
+  leaderLeftBeforeUpstream(): void {
+    this.release(true);
   }
 
   /** The leader was answered with a gateway error before (or instead of) an upstream response. */
@@ -316,6 +329,7 @@ export class CacheFill {
     e.lastModified = merged.lastModified;
     // Back in (it may have been evicted meanwhile), as the most recently used.
     this.cache.store.set(e);
+    if (this.cache.l2 !== null) this.cache.l2.set(e);
   }
 }
 

@@ -44,9 +44,7 @@ export function cacheLookup(x: Exchange): number {
   const now = Date.now();
   if (entry !== undefined) {
     const age = ageMs(entry, now);
-    let fresh = !entry.noCache && age < entry.lifetimeMs;
-    if (d.noCache || (d.maxAge >= 0 && age > d.maxAge * 1000) || (d.minFresh >= 0 && entry.lifetimeMs - age < d.minFresh * 1000)) fresh = false;
-    if (fresh) {
+    if (cache.isFresh(entry, d, now)) {
       cache.stats.hits++;
       serveEntry(x, entry, 'HIT', now);
       return TAKEN;
@@ -85,6 +83,11 @@ export function cacheLookup(x: Exchange): number {
   x.headers = headers;
   x.cacheFill = fill;
   cache.inflight.set(key, fill);
+  if (entry === undefined && cache.l2 !== null) {
+    // Parked until L2 answers (bounded by --cache-l2-timeout); onAborted is already registered.
+    void cache.lookupL2(fill);
+    return TAKEN;
+  }
   return 0;
 }
 
