@@ -62,11 +62,15 @@ describe.skipIf(!HAS_REDIS)('L2 cache in Redis', () => {
     const q = '/r/vary?cc=max-age%3D60&vary=accept-language';
     const en = await request(a.url + q, { headers: { host: HOST, 'accept-language': 'en' } });
     const enBody = await en.body.text();
-    await eventually(async () => {
-      const r = await request(b.url + q, { headers: { host: HOST, 'accept-language': 'en' } });
-      const body = await r.body.text();
-      return r.headers['x-cache'] === 'HIT' && body === enBody;
-    });
+    const probe = new Redis(redis.url);
+    try {
+      await eventually(async () => (await probe.keys('ugate:c:*\n/r/vary*')).length === 1 && (await probe.keys('ugate:v:*\n/r/vary*')).length === 1);
+    } finally {
+      probe.disconnect();
+    }
+    const r = await request(b.url + q, { headers: { host: HOST, 'accept-language': 'en' } });
+    expect(r.headers['x-cache']).toBe('HIT');
+    expect(await r.body.text()).toBe(enBody);
     const fr = await request(b.url + q, { headers: { host: HOST, 'accept-language': 'fr' } });
     expect(await fr.body.text()).toContain(' fr');
     expect(origin.hits('/r/vary')).toBe(2);

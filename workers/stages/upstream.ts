@@ -43,9 +43,10 @@ function onClientData(x: Exchange, chunk: ArrayBuffer, isLast: boolean): void {
   const max = x.route!.config.maxBodySize;
   if (max > 0 && x.bytesIn > max) {
     // Chunked bodies have no declared length: the limit is enforced while streaming.
+    // Answer first: aborting may call the handler's onError at once, which would answer 502.
+    respondError(x, E.BODY_TOO_LARGE);
     if (x.abortUpstream !== null) x.abortUpstream();
     x.body!.destroy();
-    respondError(x, E.BODY_TOO_LARGE);
     return;
   }
   x.body!.pushChunk(chunk, isLast);
