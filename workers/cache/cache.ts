@@ -6,7 +6,9 @@ import { Exchange } from '../exchange';
 import { balance } from '../stages/balance';
 import { route } from '../stages/route';
 import type { WorkerState } from '../worker-state';
+import { E } from '../../src/shared/errors';
 import { continueFrom, CACHE_RESUME } from '../pipeline';
+import { respondError } from '../respond';
 import { BackgroundHandler, CacheFill } from './fill';
 import { emptyDirectives, type Directives } from './policy';
 import { RedisL2 } from './redis-store';
@@ -65,7 +67,18 @@ export class WorkerCache {
       fill.leaderLeftBeforeUpstream();
       return;
     }
-    const now = Date.now();
+    try {
+      this.afterL2(fill, found, Date.now());
+    } catch (err) {
+      // A bug must not leave the leader and its waiters parked forever.
+      process.stderr.write(`${new Date().toISOString()} error cache L2 resume: ${(err as Error).stack ?? err}\n`);
+      respondError(x, E.INTERNAL);
+    }
+  }
+
+  private afterL2(fill: CacheFill, found: CacheEntry | null, now: number): void {
+    const x = fill.leader!;
+    const headers = fill.leaderHeaders!;
     if (found !== null && this.keyWithVary(headers, fill.primary, found.vary) === found.key) {
       (found as { size: number }).size = entrySize(found.key, found.names, found.values, found.body);
       if (this.isFresh(found, fill.request, now)) {

@@ -14,6 +14,9 @@ import { ageMs, serveEntry } from '../cache/serve';
 import type { Exchange } from '../exchange';
 import { TAKEN } from '../stage';
 
+/** The usual request: no Cache-Control. Shared, never written to. */
+const NO_DIRECTIVES: Directives = Object.freeze(emptyDirectives());
+
 /** Request fields the cache looks at; one reused object (the stage is synchronous). */
 const req = { cacheControl: null as string | null, pragma: null as string | null, authorization: false, range: false };
 
@@ -29,12 +32,12 @@ export function cacheLookup(x: Exchange): number {
   if (x.contentLength > 0 || x.transferEncoding !== null) return 0;
   scanRequest(x.headers);
   if (req.range) return 0;
-  let d: Directives;
+  let d: Directives = NO_DIRECTIVES;
   if (req.cacheControl !== null) d = parseCacheControl(req.cacheControl);
-  else {
-    d = emptyDirectives();
+  else if (req.pragma !== null && req.pragma.toLowerCase().includes('no-cache')) {
     // HTTP/1.0 clients say Pragma: no-cache (RFC 9111 §5.4).
-    if (req.pragma !== null && req.pragma.toLowerCase().includes('no-cache')) d.noCache = true;
+    d = emptyDirectives();
+    d.noCache = true;
   }
   if (d.noStore) return 0;
 
