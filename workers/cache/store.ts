@@ -40,6 +40,8 @@ export interface CacheStore {
   varyOf(primary: string): readonly string[];
   /** Removes entries whose target equals `url` (exact) or starts with `prefix`. Returns how many. */
   purge(match: { url?: string; prefix?: string }): number;
+  /** Removes every variant of one resource (host + target). Returns how many. */
+  deleteResource(primary: string): number;
   readonly bytes: number;
   readonly entries: number;
   evictions: number;
@@ -49,7 +51,8 @@ const NO_VARY: readonly string[] = [];
 
 export class LruStore implements CacheStore {
   private readonly map = new Map<string, CacheEntry>();
-  private readonly varyIndex = new Map<string, { names: readonly string[]; count: number }>();
+  /** Per resource: the Vary names of its latest response and the keys of its stored variants. */
+  private readonly varyIndex = new Map<string, { names: readonly string[]; keys: Set<string> }>();
   bytes = 0;
   evictions = 0;
 
@@ -80,10 +83,10 @@ export class LruStore implements CacheStore {
     this.map.set(entry.key, entry);
     this.bytes += entry.size;
     const v = this.varyIndex.get(entry.primary);
-    if (v === undefined) this.varyIndex.set(entry.primary, { names: entry.vary, count: 1 });
+    if (v === undefined) this.varyIndex.set(entry.primary, { names: entry.vary, keys: new Set([entry.key]) });
     else {
       v.names = entry.vary; // the latest response's Vary decides how later requests are keyed
-      v.count++;
+      v.keys.add(entry.key);
     }
     return true;
   }
@@ -94,8 +97,19 @@ export class LruStore implements CacheStore {
     this.map.delete(key);
     this.bytes -= e.size;
     const v = this.varyIndex.get(e.primary);
-    if (v !== undefined && --v.count === 0) this.varyIndex.delete(e.primary);
+    if (v !== undefined) {
+      v.keys.delete(key);
+      if (v.keys.size === 0) this.varyIndex.delete(e.primary);
+    }
     return true;
+  }
+
+  deleteResource(primary: string): number {
+    const v = this.varyIndex.get(primary);
+    if (v === undefined) return 0;
+    let n = 0;
+    for (const key of [...v.keys]) if (this.delete(key)) n++;
+    return n;
   }
 
   varyOf(primary: string): readonly string[] {

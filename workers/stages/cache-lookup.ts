@@ -26,7 +26,7 @@ export function cacheLookup(x: Exchange): number {
   const method = x.method;
   if (method !== 'GET' && method !== 'HEAD') {
     // An unsafe method may change the resource: drop the stored copy (RFC 9111 §4.4).
-    if (method === 'POST' || method === 'PUT' || method === 'DELETE' || method === 'PATCH') cache.store.purge({ url: x.target });
+    if (method === 'POST' || method === 'PUT' || method === 'DELETE' || method === 'PATCH') cache.store.deleteResource(primaryKey(x.host, x.target));
     return 0;
   }
   if (x.contentLength > 0 || x.transferEncoding !== null) return 0;

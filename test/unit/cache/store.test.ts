@@ -66,6 +66,17 @@ describe('LruStore', () => {
     expect(store.varyOf('h\n/v')).toEqual([]);
   });
 
+  it('deletes every variant of one resource', () => {
+    const store = new LruStore(1_000_000);
+    store.set(entry('/v', 10, ['accept'], 'h\n/v\naccept:a'));
+    store.set(entry('/v', 10, ['accept'], 'h\n/v\naccept:b'));
+    store.set(entry('/w', 10));
+    expect(store.deleteResource('h\n/v')).toBe(2);
+    expect(store.deleteResource('h\n/nothing')).toBe(0);
+    expect(store.entries).toBe(1);
+    expect(store.varyOf('h\n/v')).toEqual([]);
+  });
+
   it('purges by exact URL or by prefix, every variant', () => {
     const store = new LruStore(1_000_000);
     store.set(entry('/p/a?x=1', 10));
