@@ -11,6 +11,8 @@ run: build
 	node dist/src/cli.js --config config/default.yaml $(ARGS)
 
 test: build
+	# The L2 cache tests start a real redis-server.
+	command -v redis-server || (apt-get update && apt-get install -y redis-server)
 	npx vitest run
 
 build: deps

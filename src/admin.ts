@@ -29,13 +29,16 @@ export function startAdmin(address: HostPort, supervisor: Supervisor, agg: Telem
   });
   if (backends) {
     for (const action of ['drain', 'up'] as const) {
-      app.post(`/backends/${action}`, (res) => readBody(res, (body) => {
-        const [status, text] = backends.act(action, body);
-        send(res, status, 'application/json', text);
-      }));
+      app.post(`/backends/${action}`, (res) =>
+        readBody(res, send, (body) => {
+          const [status, text] = backends.act(action, body);
+          send(res, status, 'application/json', text);
+        }),
+      );
     }
   }
-  app.any('/*', (res) => send(res, '404 Not Found', 'text/plain', 'admin endpoints: /health /ready /metrics /stats, POST /backends/drain /backends/up\n'));
+  app.post('/cache/purge', (res) => cachePurge(res, supervisor, send));
+  app.any('/*', (res) => send(res, '404 Not Found', 'text/plain', 'admin endpoints: /health /ready /metrics /stats, POST /backends/drain /backends/up /cache/purge\n'));
   return new Promise((resolve, reject) => {
     app.listen(address.host, address.port, (socket) => {
       if (!socket) return reject(new Error(`admin: cannot listen on ${address.host}:${address.port}`));
@@ -47,15 +50,44 @@ export function startAdmin(address: HostPort, supervisor: Supervisor, agg: Telem
   });
 }
 
-/** Collect a small request body (admin only; capped at 64 KiB). */
-function readBody(res: uWS.HttpResponse, done: (body: string) => void): void {
+type Send = (res: uWS.HttpResponse, status: string, type: string, body: string) => void;
+
+/** Collect a small request body (admin only): 413 above 64 KiB. `done` gets the text and a
+ * check telling whether the response may still be written (the client may leave meanwhile). */
+function readBody(res: uWS.HttpResponse, send: Send, done: (body: string, open: () => boolean) => void): void {
   const parts: Buffer[] = [];
   let size = 0;
-  let aborted = false;
-  res.onAborted(() => (aborted = true));
+  let closed = false;
+  res.onAborted(() => (closed = true));
   res.onData((chunk, isLast) => {
+    if (closed) return;
     size += chunk.byteLength;
-    if (size <= 65536) parts.push(Buffer.from(chunk.slice(0)));
-    if (isLast && !aborted) done(Buffer.concat(parts).toString('utf8'));
+    if (size > 64 * 1024) {
+      closed = true;
+      send(res, '413 Payload Too Large', 'text/plain', 'body too large\n');
+      return;
+    }
+    parts.push(Buffer.from(chunk.slice(0)));
+    if (isLast) done(Buffer.concat(parts).toString('utf8'), () => !closed);
+  });
+}
+
+/** POST /cache/purge {"prefix":"/path"} or {"url":"/path?q"}: every worker drops the matching
+ * entries; the answer says how many workers acknowledged. */
+function cachePurge(res: uWS.HttpResponse, supervisor: Supervisor, send: Send): void {
+  readBody(res, send, (text, open) => {
+    let match: { url?: string; prefix?: string };
+    try {
+      const b = ((JSON.parse(text) as unknown) ?? {}) as Record<string, unknown>;
+      if (typeof b.url === 'string' && b.url.startsWith('/')) match = { url: b.url };
+      else if (typeof b.prefix === 'string' && b.prefix.startsWith('/')) match = { prefix: b.prefix };
+      else throw new Error('no url or prefix');
+    } catch {
+      send(res, '400 Bad Request', 'application/json', JSON.stringify({ error: 'expected {"prefix":"/path"} or {"url":"/path?query"}' }) + '\n');
+      return;
+    }
+    void supervisor.purgeCache(match).then((result) => {
+      if (open()) send(res, '200 OK', 'application/json', JSON.stringify({ ...match, ...result }) + '\n');
+    });
   });
 }

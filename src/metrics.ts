@@ -1,6 +1,6 @@
 // Prometheus text exposition and the /stats JSON, both from the merged telemetry.
 import { DURATION_BUCKETS } from './shared/telemetry-frame';
-import type { TelemetryAggregate } from './telemetry';
+import { CACHE_COUNTERS, type TelemetryAggregate } from './telemetry';
 import type { WorkerPhase } from './supervisor';
 
 export function prometheusText(agg: TelemetryAggregate, phases: readonly WorkerPhase[]): string {
@@ -37,6 +37,7 @@ export function prometheusText(agg: TelemetryAggregate, phases: readonly WorkerP
   out.push('# HELP ugate_telemetry_dropped_frames_total Telemetry frames dropped because a ring was full.');
   out.push('# TYPE ugate_telemetry_dropped_frames_total counter');
   out.push(`ugate_telemetry_dropped_frames_total ${agg.telemetryDropped}`);
+  if (agg.cache !== null) cacheMetrics(agg, out);
   return out.join('\n') + '\n';
 }
 
@@ -70,5 +71,45 @@ export function statsJson(agg: TelemetryAggregate, phases: readonly WorkerPhase[
     })),
     workerRestarts: agg.workerRestarts,
     telemetryDroppedFrames: agg.telemetryDropped,
+    ...(agg.cache !== null ? { cache: cacheStats(agg) } : {}),
   };
+}
+
+const CACHE_HELP: Record<(typeof CACHE_COUNTERS)[number], [string, string]> = {
+  hits: ['ugate_cache_hits_total', 'Requests answered from a fresh cache entry.'],
+  l2Hits: ['ugate_cache_l2_hits_total', 'Of the hits, those found in the L2 (Redis) cache.'],
+  misses: ['ugate_cache_misses_total', 'Cacheable requests that went upstream.'],
+  stale: ['ugate_cache_stale_total', 'Requests answered from a stale entry (stale-while-revalidate, stale-if-error).'],
+  revalidated: ['ugate_cache_revalidated_total', 'Stale entries refreshed by a 304 from the origin.'],
+  coalesced: ['ugate_cache_coalesced_total', 'Requests that waited for a concurrent identical request instead of going upstream.'],
+  stored: ['ugate_cache_stored_total', 'Responses written into the cache.'],
+  evictions: ['ugate_cache_evictions_total', 'Entries evicted to stay under cache-size.'],
+  purged: ['ugate_cache_purged_total', 'Entries removed by POST /cache/purge.'],
+  l2Errors: ['ugate_cache_l2_errors_total', 'Failed or timed-out L2 (Redis) operations.'],
+};
+
+function cacheSize(agg: TelemetryAggregate): { bytes: number; entries: number } {
+  let bytes = 0;
+  let entries = 0;
+  for (const s of agg.cacheSize) {
+    if (!s) continue;
+    bytes += s[0];
+    entries += s[1];
+  }
+  return { bytes, entries };
+}
+
+function cacheMetrics(agg: TelemetryAggregate, out: string[]): void {
+  const c = agg.cache!;
+  for (const k of CACHE_COUNTERS) {
+    const [name, help] = CACHE_HELP[k];
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`, `${name} ${c[k]}`);
+  }
+  const size = cacheSize(agg);
+  out.push('# HELP ugate_cache_bytes Bytes held by the L1 caches of all workers.', '# TYPE ugate_cache_bytes gauge', `ugate_cache_bytes ${size.bytes}`);
+  out.push('# HELP ugate_cache_entries Entries in the L1 caches of all workers.', '# TYPE ugate_cache_entries gauge', `ugate_cache_entries ${size.entries}`);
+}
+
+function cacheStats(agg: TelemetryAggregate): object {
+  return { ...agg.cache!, ...cacheSize(agg) };
 }

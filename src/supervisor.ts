@@ -11,6 +11,7 @@ import { createRing, RingReader, RingWriter } from './shared/ring';
 import { TELEMETRY_INTERVAL_MS, type ControlFrame, type TelemetryFrame } from './shared/telemetry-frame';
 import type { TelemetryAggregate } from './telemetry';
 import type { WorkerEvent, WorkerInit } from '../workers/proxy-worker';
+import { purgeRedis } from '../workers/cache/redis-store';
 
 const WORKER_SCRIPT = join(__dirname, '..', 'workers', 'proxy-worker.js');
 /** How long a worker gets to exit after being told to close every connection. */
@@ -33,6 +34,7 @@ export class Supervisor {
   private readonly slots: Slot[] = [];
   private stopping = false;
   private port = 0;
+  private purgeSeq = 0;
   private readonly pollTimer: NodeJS.Timeout;
 
   /** The per-backend table shared with every worker (src/shared/backend-table.ts). */
@@ -98,6 +100,46 @@ export class Supervisor {
       };
       slot.worker.on('message', onMessage);
       slot.worker.once('exit', (code) => reject(new Error(`worker ${slot.index} exited with code ${code} before listening`)));
+    });
+  }
+
+  /** Purge matching cache entries on every live worker and in the L2 (Redis) when there is one. */
+  async purgeCache(match: { url?: string; prefix?: string }): Promise<{ workers: number; acknowledged: number; removed: number; redisRemoved?: number; redisError?: string }> {
+    const redisUrl = this.config.cache?.redis ?? null;
+    const [workers, redis] = await Promise.all([
+      this.purgeWorkers(match),
+      redisUrl === null ? null : purgeRedis(redisUrl, match).then((n) => ({ redisRemoved: n }), (err: Error) => ({ redisError: err.message })),
+    ]);
+    return redis === null ? workers : { ...workers, ...redis };
+  }
+
+  /** Purge on every live worker; resolves with how many acknowledged (within `timeoutMs`) and
+   * how many entries they removed. */
+  private purgeWorkers(match: { url?: string; prefix?: string }, timeoutMs = 2000): Promise<{ workers: number; acknowledged: number; removed: number }> {
+    const id = ++this.purgeSeq;
+    const live = this.slots.filter((s) => s && (s.phase === 'listening' || s.phase === 'starting'));
+    return new Promise((resolve) => {
+      let acknowledged = 0;
+      let removed = 0;
+      const listeners: [Slot, (e: WorkerEvent) => void][] = [];
+      const done = () => {
+        clearTimeout(timer);
+        for (const [s, l] of listeners) s.worker.off('message', l);
+        resolve({ workers: live.length, acknowledged, removed });
+      };
+      const timer = setTimeout(done, timeoutMs);
+      if (live.length === 0) return done();
+      for (const s of live) {
+        const onMessage = (e: WorkerEvent) => {
+          if (e.type !== 'cache-purged' || e.id !== id) return;
+          acknowledged++;
+          removed += e.removed;
+          if (acknowledged === live.length) done();
+        };
+        listeners.push([s, onMessage]);
+        s.worker.on('message', onMessage);
+        this.sendControl(s, { t: 'cache-purge', id, ...match });
+      }
     });
   }
 

@@ -1,6 +1,6 @@
 // The main thread's view of every worker's telemetry: running totals and merged histograms.
 import * as hdr from 'hdr-histogram-js';
-import { DURATION_BUCKETS, type TelemetryFrame } from './shared/telemetry-frame';
+import { DURATION_BUCKETS, type CacheTelemetry, type TelemetryFrame } from './shared/telemetry-frame';
 
 const NB = DURATION_BUCKETS.length;
 
@@ -20,6 +20,10 @@ export class TelemetryAggregate {
   readonly workerInFlight: number[] = [];
   workerRestarts = 0;
   telemetryDropped = 0;
+  /** Response cache: running totals of the counters; null until a worker reports a cache. */
+  cache: CacheTotals | null = null;
+  /** Per worker: [bytes, entries] at its last frame. */
+  readonly cacheSize: [number, number][] = [];
 
   /** Route names per config generation (a reload may add, remove or reorder routes). */
   private readonly namesByGen = new Map<number, readonly string[]>();
@@ -42,6 +46,7 @@ export class TelemetryAggregate {
   add(frame: TelemetryFrame): void {
     this.routeNames = this.namesByGen.get(frame.gen ?? 0) ?? this.routeNames;
     const w = frame.worker;
+    if (frame.cache !== undefined) this.addCache(w, frame.cache);
     this.workerInFlight[w] = frame.inFlight;
     const r = frame.requests;
     let workerTotal = 0;
@@ -67,9 +72,18 @@ export class TelemetryAggregate {
     }
   }
 
+  private addCache(w: number, c: CacheTelemetry): void {
+    const t = (this.cache ??= { hits: 0, l2Hits: 0, misses: 0, stale: 0, revalidated: 0, coalesced: 0, stored: 0, evictions: 0, purged: 0, l2Errors: 0 });
+    for (const k of CACHE_COUNTERS) t[k] += c[k];
+    this.cacheSize[w] = [c.bytes, c.entries];
+  }
+
   get total(): number {
     let n = 0;
     for (const v of this.requests.values()) n += v;
     return n;
   }
 }
+
+export const CACHE_COUNTERS = ['hits', 'l2Hits', 'misses', 'stale', 'revalidated', 'coalesced', 'stored', 'evictions', 'purged', 'l2Errors'] as const;
+export type CacheTotals = Record<(typeof CACHE_COUNTERS)[number], number>;

@@ -4,6 +4,7 @@ import type { HttpResponse } from 'uWebSockets.js';
 import type { Dispatcher } from 'undici';
 import type { RuntimeBackend, RuntimeRoute, WorkerState } from './worker-state';
 import type { RequestBody } from './request-body';
+import type { CacheFill } from './cache/fill';
 
 export const enum Phase {
   /** Request accepted, not yet sent upstream. */
@@ -89,6 +90,12 @@ export class Exchange {
   bytesOut = 0;
   /** Error id (shared/errors) when the gateway answered instead of the backend. */
   errorId = 0;
+
+  // ---- response cache (workers/cache) ----
+  /** This exchange leads a cache fill: its response is copied into the cache as it streams. */
+  cacheFill: CacheFill | null = null;
+  /** X-Cache value the head writer adds ("MISS"), or null when the cache is not involved. */
+  cacheStatus: string | null = null;
 
   constructor(res: HttpResponse, worker: WorkerState) {
     this.res = res;

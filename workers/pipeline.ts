@@ -3,28 +3,43 @@
 //
 //   accept → validate → route → limits → balance → upstream → stream-back → record
 //
-// Later stages slot in here: rate-limit after limits, cache-lookup and coalesce before balance.
+// Later stages slot in here: rate-limit after limits.
+//
+// A stage may also return TAKEN: it answered the exchange itself, or it parked it and will
+// resume the rest of the pipeline with continueFrom (cache-lookup: coalesced waiters).
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { respondError } from './respond';
 import { accept } from './stages/accept';
 import { balance } from './stages/balance';
+import { cacheLookup } from './stages/cache-lookup';
 import { limits } from './stages/limits';
 import { route } from './stages/route';
 import { upstream } from './stages/upstream';
 import { validate } from './stages/validate';
 import type { Exchange } from './exchange';
+import { TAKEN } from './stage';
 import type { WorkerState } from './worker-state';
 
 type Stage = (x: Exchange) => number;
 
-export const STAGES: readonly Stage[] = [validate, route, limits, balance];
+export const STAGES: readonly Stage[] = [validate, route, limits, cacheLookup, balance];
+
+/** Where an exchange parked by cache-lookup picks up again: the lookup itself (to look again,
+ * or lead a new fill), or the stage after it (to go upstream on its own). */
+export const CACHE_LOOKUP = STAGES.indexOf(cacheLookup);
+export const CACHE_RESUME = CACHE_LOOKUP + 1;
 
 export function handleRequest(res: HttpResponse, req: HttpRequest, worker: WorkerState): void {
-  const x = accept(res, req, worker);
-  for (let i = 0; i < STAGES.length; i++) {
+  continueFrom(accept(res, req, worker), 0);
+}
+
+/** Run the stages from `from` on, then go upstream. Also how a parked exchange resumes
+ * (outside a uWS callback: whatever writes to `res` from here corks, see respond.ts). */
+export function continueFrom(x: Exchange, from: number): void {
+  for (let i = from; i < STAGES.length; i++) {
     const err = STAGES[i](x);
     if (err !== 0) {
-      respondError(x, err);
+      if (err !== TAKEN) respondError(x, err);
       return;
     }
   }

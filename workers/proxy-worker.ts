@@ -9,6 +9,7 @@ import { TELEMETRY_INTERVAL_MS, type ControlFrame } from '../src/shared/telemetr
 import { BackendTable, type BackendRows } from '../src/shared/backend-table';
 import type { ReloadFrame } from '../src/shared/reload-frame';
 import { applyReload } from './reload';
+import { WorkerCache } from './cache/cache';
 import { handleRequest } from './pipeline';
 import { RetryBudget } from './retry-budget';
 import { WorkerTelemetry } from './telemetry';
@@ -33,7 +34,8 @@ export interface WorkerInit {
 export type WorkerEvent =
   | { type: 'listening'; port: number }
   | { type: 'listen-failed'; reason: string }
-  | { type: 'drained' };
+  | { type: 'drained' }
+  | { type: 'cache-purged'; id: number; removed: number };
 
 const init = workerData as WorkerInit;
 const backendTable = new BackendTable(init.backendTable);
@@ -48,6 +50,7 @@ const state: WorkerState = {
   inFlight: 0,
   backendTable,
   retryBudget: new RetryBudget(),
+  cache: init.config.cache === null ? null : new WorkerCache(init.config.cache, init.index),
 };
 const telemetryOut = new RingWriter(init.telemetryRing);
 const controlIn = new RingReader(init.controlRing);
@@ -72,7 +75,12 @@ app.listen(init.config.listen.host, init.port, (socket) => {
     return;
   }
   listenSocket = socket;
-  send({ type: 'listening', port: uWS.us_socket_local_port(socket) });
+  const port = uWS.us_socket_local_port(socket);
+  if (state.cache) {
+    const host = init.config.listen.host === '0.0.0.0' || init.config.listen.host === '::' ? '127.0.0.1' : init.config.listen.host;
+    state.cache.warm(state, host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
+  }
+  send({ type: 'listening', port });
 });
 
 const telemetryTimer = setInterval(flushTelemetry, TELEMETRY_INTERVAL_MS);
@@ -80,7 +88,8 @@ void controlLoop();
 
 function flushTelemetry(): void {
   // A full ring drops the frame (counted by the ring); the data path never waits for main.
-  telemetryOut.write(state.telemetry.takeFrame(state.inFlight));
+  const frame = state.telemetry.takeFrame(state.inFlight);
+  telemetryOut.write(state.cache ? { ...frame, cache: state.cache.takeTelemetry() } : frame);
 }
 
 async function controlLoop(): Promise<void> {
@@ -91,8 +100,12 @@ async function controlLoop(): Promise<void> {
 }
 
 function onControl(message: unknown): void {
-  const t = (message as ControlFrame).t;
-  if (t === 'drain') void drain();
+  const frame = message as ControlFrame;
+  const t = frame.t;
+  if (frame.t === 'cache-purge') {
+    const removed = state.cache ? state.cache.purge(frame.url !== undefined ? { url: frame.url } : { prefix: frame.prefix ?? '/' }) : 0;
+    send({ type: 'cache-purged', id: frame.id, removed });
+  } else if (t === 'drain') void drain();
   // The drain deadline passed: closing every socket aborts what is still in flight.
   else if (t === 'close-now') closeApp();
   else if ((t as string) === 'reload') void applyReload(state, message as ReloadFrame, flushTelemetry);
@@ -116,6 +129,8 @@ async function drain(): Promise<void> {
   clearInterval(telemetryTimer);
   flushTelemetry();
   stopped = true;
+  // The Redis connection would keep this thread alive.
+  state.cache?.close();
   await Promise.all(state.routes.flatMap((r) => r.backends.map((b) => b.pool.close())));
   send({ type: 'drained' });
 }

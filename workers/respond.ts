@@ -4,6 +4,8 @@ import { Exchange, Phase } from './exchange';
 import { record } from './stages/record';
 
 export function respondError(x: Exchange, id: number): void {
+  // Requests coalesced behind this one get the same answer.
+  if (x.cacheFill !== null) x.cacheFill.onLeaderError(id);
   if (x.clientGone || x.phase === Phase.Done) return;
   const spec = errorSpec(id);
   x.errorId = id;

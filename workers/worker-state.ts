@@ -7,6 +7,7 @@ import type { Balancer } from './balancers/balancer';
 import { createBalancer } from './balancers/registry';
 import type { RetryBudget } from './retry-budget';
 import type { WorkerTelemetry } from './telemetry';
+import type { WorkerCache } from './cache/cache';
 
 export interface RuntimeBackend {
   readonly config: Backend;
@@ -48,6 +49,8 @@ export interface WorkerState {
   /** Per-backend state shared with main and the other workers. */
   readonly backendTable: BackendTable;
   readonly retryBudget: RetryBudget;
+  /** L1 response cache; null when caching is off. */
+  readonly cache?: WorkerCache | null;
 }
 
 /** `reuse`: pools of the previous config, by poolKey; a pool taken from it is deleted there. */

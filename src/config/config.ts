@@ -75,6 +75,22 @@ export interface GatewayConfig {
   readonly allowJsFallback: boolean;
   /** Most specific first: routes with a host before those without, longer paths first. */
   readonly routes: readonly RouteConfig[];
+  /** Response cache; null when --cache-size is 0 (off). */
+  readonly cache: CacheConfig | null;
+}
+
+export interface CacheConfig {
+  /** L1 bytes per worker. */
+  readonly size: number;
+  readonly maxEntry: number;
+  /** Freshness for responses without explicit freshness; 0 = not stored. */
+  readonly defaultTtlMs: number;
+  readonly setCookie: boolean;
+  /** Paths (or absolute http URLs) fetched into each worker's cache at start. */
+  readonly warm: readonly string[];
+  /** redis://host:port of the shared L2, or null. */
+  readonly redis: string | null;
+  readonly l2TimeoutMs: number;
 }
 
 /** Raw settings keyed by option name, before validation. */
@@ -205,7 +221,29 @@ export function buildConfig(raw: RawSettings, configFile: string | null): Gatewa
     demoOrigin,
     allowJsFallback: get('allow-js-fallback') as boolean,
     routes,
+    cache: buildCacheConfig(get),
   });
+}
+
+function buildCacheConfig(get: (name: string) => unknown): CacheConfig | null {
+  const size = get('cache-size') as number;
+  const maxEntry = get('cache-max-entry') as number;
+  const warm = (get('cache-warm') as string[] | undefined) ?? [];
+  for (const w of warm) {
+    if (!w.startsWith('/') && !/^http:\/\/[^/]+\//.test(w)) throw new ConfigError('cache-warm', `${JSON.stringify(w)} must be a path starting with "/" or http://host/path`);
+  }
+  const redis = (get('redis') as string | undefined) ?? null;
+  if (redis !== null && !/^rediss?:\/\/[^/\s]+(\/\d*)?$/.test(redis)) throw new ConfigError('redis', `${JSON.stringify(redis)} is not a redis://HOST:PORT URL`);
+  if (size === 0) {
+    if (warm.length > 0) throw new ConfigError('cache-warm', 'needs --cache-size (the cache is off)');
+    if (redis !== null) throw new ConfigError('redis', 'needs --cache-size (the cache is off)');
+    return null;
+  }
+  if (maxEntry > size) throw new ConfigError('cache-max-entry', `${maxEntry} is larger than cache-size ${size}`);
+  return {
+    size, maxEntry, defaultTtlMs: get('cache-default-ttl') as number, setCookie: get('cache-set-cookie') as boolean, warm,
+    redis, l2TimeoutMs: get('cache-l2-timeout') as number,
+  };
 }
 
 function buildRoute(input: unknown, field: string, defaults: RawSettings, index: number): RouteConfig {

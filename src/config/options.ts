@@ -64,6 +64,13 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'demo-origin', kind: 'hostport', arg: 'HOST:PORT', default: 'off', help: 'start the built-in demo origin on this address (for trying ugate with nothing else installed); "off" by default' },
   { name: 'allow-js-fallback', kind: 'bool', default: false, help: 'start even when the uWebSockets.js native binary did not load (its pure-JS fallback is many times slower)' },
   ...BALANCING_OPTIONS,
+  { name: 'cache-size', kind: 'size', arg: 'SIZE', default: '0', help: 'L1 response cache per worker, bounded by bytes (LRU); 0 = caching off' },
+  { name: 'cache-max-entry', kind: 'size', arg: 'SIZE', default: '1mb', min: 1, help: 'largest response body the cache stores; larger ones stream through uncached' },
+  { name: 'cache-default-ttl', kind: 'duration', arg: 'DURATION', default: '0', help: 'freshness for cacheable responses without Cache-Control max-age/s-maxage or Expires; 0 = do not store them' },
+  { name: 'cache-set-cookie', kind: 'bool', default: false, help: 'also store responses that carry Set-Cookie (off: they are never stored)' },
+  { name: 'cache-warm', kind: 'list', arg: 'PATH', help: 'path (or http://host/path) every worker fetches into its cache at start (repeatable)' },
+  { name: 'redis', kind: 'string', arg: 'URL', help: 'redis://HOST:PORT of a Redis shared by workers and processes as the L2 response cache (needs --cache-size)' },
+  { name: 'cache-l2-timeout', kind: 'duration', arg: 'DURATION', default: '50ms', min: 1, help: 'longest wait for the L2 (Redis) before a lookup counts as a miss' },
   { name: 'help', kind: 'bool', cliOnly: true, help: 'print this help and exit' },
   { name: 'version', kind: 'bool', cliOnly: true, help: 'print the version and exit' },
 ];

@@ -22,9 +22,32 @@ export interface TelemetryFrame {
   readonly inFlight: number;
   /** Config generation the route indexes refer to (0 = the config at start; +1 per reload). */
   readonly gen?: number;
+  /** Response cache counters (deltas) and size (current); absent when caching is off. */
+  readonly cache?: CacheTelemetry;
 }
 
-/** Main → worker: start draining; or, at the drain deadline, close every connection now. */
-export interface ControlFrame {
-  readonly t: 'drain' | 'close-now';
+export interface CacheTelemetry {
+  readonly hits: number;
+  /** Of the hits, those found in L2 (Redis). */
+  readonly l2Hits: number;
+  readonly misses: number;
+  /** Answers from stale entries (stale-while-revalidate and stale-if-error). */
+  readonly stale: number;
+  readonly revalidated: number;
+  /** Requests that waited for another request's fill instead of going upstream. */
+  readonly coalesced: number;
+  /** Entries written. */
+  readonly stored: number;
+  readonly evictions: number;
+  readonly purged: number;
+  readonly l2Errors: number;
+  /** Current bytes and entries in this worker's L1 (gauges, not deltas). */
+  readonly bytes: number;
+  readonly entries: number;
 }
+
+/** Main → worker: start draining; or, at the drain deadline, close every connection now;
+ * or purge cache entries (answered with a `cache-purged` worker event carrying the same id). */
+export type ControlFrame =
+  | { readonly t: 'drain' | 'close-now' }
+  | { readonly t: 'cache-purge'; readonly id: number; readonly url?: string; readonly prefix?: string };

@@ -34,6 +34,8 @@ export class UpstreamHandler {
     // 1xx are not forwarded: uWS already answered 100-continue to the client.
     if (status < 200) return true;
     noteAnswer(x, status);
+    // A cache revalidation answered by 304, or a 5xx answered from a stale entry: done here.
+    if (x.cacheFill !== null && x.cacheFill.onHeaders(status, statusText, rawHeaders)) return true;
     x.status = status;
     x.statusText = statusText;
     x.rawHeaders = rawHeaders;
@@ -47,6 +49,7 @@ export class UpstreamHandler {
 
   onData(chunk: Buffer): boolean {
     const x = this.x;
+    if (x.cacheFill !== null) x.cacheFill.onData(chunk);
     if (x.phase !== Phase.Streaming) return false;
     x.bytesOut += chunk.length;
     writing = x;
@@ -58,6 +61,7 @@ export class UpstreamHandler {
 
   onComplete(): void {
     const x = this.x;
+    if (x.cacheFill !== null) x.cacheFill.onComplete();
     if (x.phase !== Phase.Streaming) return;
     if (x.unsent !== null) return; // tryEnd finishes it from onWritable
     writing = x;
@@ -66,17 +70,27 @@ export class UpstreamHandler {
 
   onError(err: Error & { code?: string }): void {
     const x = this.x;
-    if (x.phase === Phase.Done || x.attempts !== this.attempt) return;
-    // undici 7 checks Content-Length against the body for every status but HEAD, so a valid
-    // bodiless 304 that reports the entity's length arrives here: finish it as the 304 it is.
-    if (x.status === 304 && x.headPending && err.code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
-      this.onComplete();
+    if (x.attempts !== this.attempt) return;
+    if (x.phase === Phase.Done) {
+      // The client left (or was answered): a cache fill it led still hands over to a waiter.
+      if (x.cacheFill !== null) x.cacheFill.onError(err);
       return;
     }
     if (x.phase === Phase.Waiting) {
       const id = upstreamErrorId(err);
-      // Nothing reached the client yet: count the failure, and maybe re-send elsewhere.
-      if (!failAttempt(x, id)) respondError(x, id);
+      // Nothing reached the client yet: count the failure, and maybe re-send elsewhere;
+      // failing that, stale-if-error may answer from the cache.
+      if (failAttempt(x, id)) return;
+      if (x.cacheFill !== null && x.cacheFill.onError(err)) return;
+      respondError(x, id);
+      return;
+    }
+    // A revalidation's 304 (which undici may reject) or stale-if-error: the cache answers.
+    if (x.cacheFill !== null && x.cacheFill.onError(err)) return;
+    // undici 7 checks Content-Length against the body for every status but HEAD, so a valid
+    // bodiless 304 that reports the entity's length arrives here: finish it as the 304 it is.
+    if (x.status === 304 && x.headPending && err.code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
+      this.onComplete();
       return;
     }
     if (x.headPending && x.bytesOut === 0) {
@@ -190,6 +204,7 @@ function writeHead(x: Exchange): void {
   }
   res.writeHeader('via', VIA);
   if (x.stickyCookie !== null) res.writeHeader('set-cookie', x.stickyCookie);
+  if (x.cacheStatus !== null) res.writeHeader('x-cache', x.cacheStatus);
   if (x.worker.draining) res.writeHeader('connection', 'close');
 }
 
@@ -272,7 +287,7 @@ function flushPendingHeads(): void {
   pendingHeads.length = 0;
 }
 
-function upstreamErrorId(err: Error & { code?: string }): number {
+export function upstreamErrorId(err: Error & { code?: string }): number {
   // undici's parser errors carry no code, only their class name.
   if (err.name === 'HTTPParserError') return E.UPSTREAM_BAD_RESPONSE;
   switch (err.code) {

@@ -1,0 +1,142 @@
+// L2 through a real redis-server: two ugate processes share entries; Redis slow or killed
+// never fails a client request; ugate reconnects by itself; purge reaches Redis.
+import Redis from 'ioredis';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCacheOrigin, type CacheOrigin } from '../helpers/cache-origin';
+import { HAS_REDIS, startRedis, type RedisServer } from '../helpers/redis';
+import { eventually, startUgate, type Ugate } from '../helpers/ugate';
+
+let origin: CacheOrigin;
+let redis: RedisServer;
+let a: Ugate;
+let b: Ugate;
+
+// Both processes see the same Host, as they would behind one load balancer.
+const HOST = 'shared.test';
+
+beforeAll(async () => {
+  if (!HAS_REDIS) return;
+  origin = await startCacheOrigin();
+  redis = await startRedis();
+  const args = ['--upstream', origin.url, '--cache-size', '1mb', '--redis', redis.url];
+  a = await startUgate(args, { workers: 1 });
+  b = await startUgate(args, { workers: 1 });
+});
+
+afterAll(async () => {
+  await a?.stop();
+  await b?.stop();
+  await redis?.kill();
+  await origin?.close();
+});
+
+async function get(u: Ugate, target: string) {
+  const r = await request(u.url + target, { headers: { host: HOST } });
+  return { status: r.statusCode, body: await r.body.text(), xcache: r.headers['x-cache'] };
+}
+
+describe.skipIf(!HAS_REDIS)('L2 cache in Redis', () => {
+  it('an entry stored by one process is a hit in the other, without reaching the origin', async () => {
+    const q = '/r/shared?cc=max-age%3D60';
+    const first = await get(a, q);
+    expect(first.xcache).toBe('MISS');
+    // L2 writes are fire-and-forget: wait until the entry is in Redis.
+    const probe = new Redis(redis.url);
+    try {
+      await eventually(async () => (await probe.keys('ugate:c:*\n/r/shared*')).length === 1);
+    } finally {
+      probe.disconnect();
+    }
+    const second = await get(b, q);
+    expect(second).toMatchObject({ status: 200, xcache: 'HIT', body: first.body });
+    expect(origin.hits('/r/shared')).toBe(1);
+    const m = await eventually(async () => {
+      const text = await b.metrics();
+      return /ugate_cache_l2_hits_total 1/.test(text) && text;
+    });
+    expect(m).toContain('ugate_cache_l2_hits_total 1');
+  });
+
+  it('Vary variants are shared too', async () => {
+    const q = '/r/vary?cc=max-age%3D60&vary=accept-language';
+    const en = await request(a.url + q, { headers: { host: HOST, 'accept-language': 'en' } });
+    const enBody = await en.body.text();
+    const probe = new Redis(redis.url);
+    try {
+      await eventually(async () => (await probe.keys('ugate:c:*\n/r/vary*')).length === 1 && (await probe.keys('ugate:v:*\n/r/vary*')).length === 1);
+    } finally {
+      probe.disconnect();
+    }
+    const r = await request(b.url + q, { headers: { host: HOST, 'accept-language': 'en' } });
+    expect(r.headers['x-cache']).toBe('HIT');
+    expect(await r.body.text()).toBe(enBody);
+    const fr = await request(b.url + q, { headers: { host: HOST, 'accept-language': 'fr' } });
+    expect(await fr.body.text()).toContain(' fr');
+    expect(origin.hits('/r/vary')).toBe(2);
+  });
+
+  it('POST /cache/purge also removes the entries from Redis', async () => {
+    const q = '/r/purge?cc=max-age%3D60';
+    await get(a, q);
+    const probe = new Redis(redis.url);
+    try {
+      await eventually(async () => (await probe.keys('ugate:c:*\n/r/purge*')).length === 1);
+      const r = await fetch(`${a.adminUrl}/cache/purge`, { method: 'POST', body: JSON.stringify({ prefix: '/r/purge' }) });
+      expect(await r.json()).toMatchObject({ acknowledged: 1, redisRemoved: 1 });
+      expect(await probe.keys('ugate:c:*\n/r/purge*')).toEqual([]);
+    } finally {
+      probe.disconnect();
+    }
+    // b never held it in L1, and L2 no longer has it.
+    expect((await get(b, q)).xcache).toBe('MISS');
+    expect(origin.hits('/r/purge')).toBe(2);
+  });
+
+  it('a Redis that does not answer costs at most the L2 timeout: the request still succeeds', async () => {
+    // SIGSTOP: the connection stays open, and nothing answers on it.
+    redis.proc.kill('SIGSTOP');
+    try {
+      const results = await Promise.all([get(a, '/r/slow-1?cc=max-age%3D60'), get(b, '/r/slow-2?cc=max-age%3D60'), get(a, '/r/slow-1?cc=max-age%3D60')]);
+      // All answered while Redis was still stopped.
+      expect(results.map((r) => r.status)).toEqual([200, 200, 200]);
+    } finally {
+      redis.proc.kill('SIGCONT');
+    }
+  });
+
+  it('Redis killed mid-test: zero failed requests, errors counted, and L2 comes back by itself', async () => {
+    const failures: string[] = [];
+    let stop = false;
+    let n = 0;
+    const load = (async () => {
+      while (!stop && n < 2000) {
+        const i = n++;
+        const target = i % 3 === 0 ? '/r/load-hot?cc=max-age%3D60' : `/r/load-${i}?cc=max-age%3D60`;
+        try {
+          const r = await get(i % 2 === 0 ? a : b, target);
+          if (r.status !== 200) failures.push(`${target}: ${r.status}`);
+        } catch (err) {
+          failures.push(`${target}: ${err}`);
+        }
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 300));
+    await redis.kill();
+    await new Promise((r) => setTimeout(r, 700));
+    stop = true;
+    await load;
+    expect(failures).toEqual([]);
+    expect(n).toBeGreaterThan(10);
+    await eventually(async () => /ugate_cache_l2_errors_total [1-9]/.test(await a.metrics()));
+
+    await redis.restart();
+    // ioredis reconnects on its own: a new entry written through a reaches b through Redis.
+    await eventually(async () => {
+      const q = `/r/back-${Date.now()}?cc=max-age%3D60`;
+      await get(a, q);
+      await new Promise((r) => setTimeout(r, 100));
+      return (await get(b, q)).xcache === 'HIT';
+    }, 15_000);
+  });
+});

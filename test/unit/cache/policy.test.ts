@@ -1,0 +1,101 @@
+// RFC 9111 storability and freshness, without sockets.
+import { describe, expect, it } from 'vitest';
+import {
+  emptyDirectives, emptyFacts, emptyFreshness, etagMatches, notModifiedSince, parseCacheControl, parseVary, storability,
+  type ResponseFacts,
+} from '../../../workers/cache/policy';
+
+const opts = { defaultTtlMs: 0, setCookie: false };
+
+function facts(over: Partial<ResponseFacts>): ResponseFacts {
+  return { ...emptyFacts(200), ...over };
+}
+
+function check(f: Partial<ResponseFacts>, o: { auth?: boolean; req?: string; defaultTtlMs?: number; setCookie?: boolean } = {}) {
+  const fresh = emptyFreshness();
+  const req = o.req ? parseCacheControl(o.req) : emptyDirectives();
+  const why = storability(facts(f), req, o.auth ?? false, { defaultTtlMs: o.defaultTtlMs ?? 0, setCookie: o.setCookie ?? false }, fresh);
+  return { why, fresh };
+}
+
+describe('parseCacheControl', () => {
+  it('reads directives with and without arguments, quoted or not, any case', () => {
+    const d = parseCacheControl('Public, MAX-AGE=60, s-maxage="120", no-cache="set-cookie", stale-while-revalidate=5 ,stale-if-error=9, must-revalidate');
+    expect(d).toMatchObject({ public: true, maxAge: 60, sMaxAge: 120, noCache: true, staleWhileRevalidate: 5, staleIfError: 9, mustRevalidate: true });
+    expect(parseCacheControl('private, no-store')).toMatchObject({ private: true, noStore: true, maxAge: -1 });
+    expect(parseCacheControl('max-age=abc').maxAge).toBe(0);
+    expect(parseCacheControl('').maxAge).toBe(-1);
+  });
+});
+
+describe('storability', () => {
+  it('stores explicit freshness; s-maxage wins over max-age, max-age over Expires', () => {
+    expect(check({ cacheControl: 'max-age=60' })).toMatchObject({ why: null, fresh: { lifetimeMs: 60_000 } });
+    expect(check({ cacheControl: 'max-age=60, s-maxage=5' }).fresh).toMatchObject({ lifetimeMs: 5000, mustRevalidate: true });
+    const date = new Date().toUTCString();
+    const expires = new Date(Date.now() + 30_000).toUTCString();
+    const r = check({ cacheControl: 'max-age=10', expires, date });
+    expect(r.fresh.lifetimeMs).toBe(10_000);
+    const e = check({ expires, date });
+    expect(e.why).toBeNull();
+    expect(e.fresh.lifetimeMs).toBeGreaterThan(25_000);
+  });
+
+  it('refuses no-store, private, Vary: *, Set-Cookie and statuses not cacheable by default', () => {
+    expect(check({ cacheControl: 'no-store, max-age=60' }).why).toBe('no-store');
+    expect(check({ cacheControl: 'private, max-age=60' }).why).toBe('private');
+    expect(check({ cacheControl: 'max-age=60', vary: 'Accept, *' }).why).toBe('vary *');
+    expect(check({ cacheControl: 'max-age=60', setCookie: true }).why).toBe('set-cookie');
+    expect(check({ cacheControl: 'max-age=60', setCookie: true }, { setCookie: true }).why).toBeNull();
+    expect(check({ status: 500, cacheControl: 'max-age=60' }).why).toBe('status');
+    expect(check({ status: 206, cacheControl: 'max-age=60' }).why).toBe('status');
+    expect(check({ status: 404, cacheControl: 'max-age=60' }).why).toBeNull();
+    expect(check({ cacheControl: 'max-age=60' }, { req: 'no-store' }).why).toBe('request no-store');
+  });
+
+  it('stores answers to Authorization only with public, s-maxage or must-revalidate', () => {
+    expect(check({ cacheControl: 'max-age=60' }, { auth: true }).why).toBe('authorization');
+    expect(check({ cacheControl: 'public, max-age=60' }, { auth: true }).why).toBeNull();
+    expect(check({ cacheControl: 's-maxage=60' }, { auth: true }).why).toBeNull();
+    expect(check({ cacheControl: 'max-age=60, must-revalidate' }, { auth: true }).why).toBeNull();
+  });
+
+  it('without freshness: stored only with a validator (always revalidated) or a default TTL', () => {
+    expect(check({}).why).toBe('no freshness');
+    expect(check({}, { defaultTtlMs: 5000 }).fresh.lifetimeMs).toBe(5000);
+    expect(check({ etag: '"a"' })).toMatchObject({ why: null, fresh: { lifetimeMs: 0 } });
+    expect(check({ cacheControl: 'max-age=0' }).why).toBe('expired');
+    expect(check({ expires: '0' }).why).toBe('expired');
+    expect(check({ cacheControl: 'no-cache, max-age=60', etag: '"a"' }).fresh).toMatchObject({ lifetimeMs: 0, noCache: true });
+  });
+
+  it('reads Age, stale-while-revalidate, stale-if-error and Vary', () => {
+    const { fresh } = check({ cacheControl: 'max-age=60, stale-while-revalidate=30, stale-if-error=300', age: '7', vary: 'Accept-Encoding, accept-language' });
+    expect(fresh).toMatchObject({ initialAgeMs: 7000, staleWhileRevalidateMs: 30_000, staleIfErrorMs: 300_000, vary: ['accept-encoding', 'accept-language'] });
+  });
+});
+
+describe('validators', () => {
+  it('If-None-Match uses weak comparison and lists; * matches any ETag', () => {
+    expect(etagMatches('"a"', '"a"')).toBe(true);
+    expect(etagMatches('W/"a"', '"a"')).toBe(true);
+    expect(etagMatches('"x", "a"', 'W/"a"')).toBe(true);
+    expect(etagMatches('"b"', '"a"')).toBe(false);
+    expect(etagMatches('*', '"a"')).toBe(true);
+    expect(etagMatches('*', null)).toBe(false);
+  });
+
+  it('If-Modified-Since compares dates', () => {
+    const lm = new Date(Date.now() - 60_000).toUTCString();
+    expect(notModifiedSince(new Date().toUTCString(), lm)).toBe(true);
+    expect(notModifiedSince(new Date(Date.now() - 120_000).toUTCString(), lm)).toBe(false);
+    expect(notModifiedSince('garbage', lm)).toBe(false);
+    expect(notModifiedSince(lm, null)).toBe(false);
+  });
+
+  it('parseVary', () => {
+    expect(parseVary(null)).toEqual([]);
+    expect(parseVary('B, a, b')).toEqual(['a', 'b']);
+    expect(parseVary('*')).toBeNull();
+  });
+});

@@ -1,0 +1,195 @@
+// A worker's response cache: the L1 store, the fills in flight (coalescing), the counters.
+// One per worker thread; nothing here is shared with another thread.
+import type { CacheConfig } from '../../src/config/config';
+import type { CacheTelemetry } from '../../src/shared/telemetry-frame';
+import { Exchange } from '../exchange';
+import { balance } from '../stages/balance';
+import { route } from '../stages/route';
+import type { WorkerState } from '../worker-state';
+import { E } from '../../src/shared/errors';
+import { continueFrom, CACHE_RESUME } from '../pipeline';
+import { respondError } from '../respond';
+import { BackgroundHandler, CacheFill } from './fill';
+import { emptyDirectives, type Directives } from './policy';
+import { RedisL2 } from './redis-store';
+import { ageMs } from './serve';
+import { entrySize, LruStore, type CacheEntry, type CacheStore } from './store';
+
+export interface CacheOptions {
+  readonly maxEntry: number;
+  readonly defaultTtlMs: number;
+  readonly setCookie: boolean;
+}
+
+const VIA = '1.1 ugate';
+
+export class WorkerCache {
+  readonly store: CacheStore;
+  readonly options: CacheOptions;
+  /** Full key → the fill whose response will answer it. */
+  readonly inflight = new Map<string, CacheFill>();
+  readonly stats = { hits: 0, l2Hits: 0, misses: 0, stale: 0, staleIfError: 0, revalidated: 0, coalesced: 0, stored: 0, purged: 0, l2Errors: 0 };
+  private evictionsReported = 0;
+  /** Shared L2 (Redis), or null. */
+  readonly l2: RedisL2 | null;
+
+  constructor(readonly config: CacheConfig, workerIndex = 0) {
+    this.store = new LruStore(config.size);
+    this.options = { maxEntry: config.maxEntry, defaultTtlMs: config.defaultTtlMs, setCookie: config.setCookie };
+    this.l2 = config.redis === null ? null : new RedisL2(config.redis, config.l2TimeoutMs, this.stats, `worker ${workerIndex}`);
+  }
+
+  close(): void {
+    if (this.l2 !== null) this.l2.close();
+  }
+
+  /** Fresh enough for this request's directives (request no-cache, max-age, min-fresh)? */
+  isFresh(e: CacheEntry, d: Directives, now: number): boolean {
+    const age = ageMs(e, now);
+    if (e.noCache || age >= e.lifetimeMs || d.noCache) return false;
+    if (d.maxAge >= 0 && age > d.maxAge * 1000) return false;
+    return !(d.minFresh >= 0 && e.lifetimeMs - age < d.minFresh * 1000);
+  }
+
+  /** L1 missed and `fill` leads: ask L2 first. The leader is parked until the answer (or the
+   * timeout), then served from L2, or sent upstream (revalidating L2's stale copy if it can). */
+  async lookupL2(fill: CacheFill): Promise<void> {
+    const x = fill.leader!;
+    const headers = fill.leaderHeaders!;
+    let found: CacheEntry | null = null;
+    try {
+      found = await this.l2!.get(fill.key, fill.primary, this.store.varyOf(fill.primary).length > 0, (names) => this.keyWithVary(headers, fill.primary, names));
+    } catch {
+      found = null;
+    }
+    if (fill.settled) return;
+    if (x.clientGone) {
+      fill.leaderLeftBeforeUpstream();
+      return;
+    }
+    try {
+      this.afterL2(fill, found, Date.now());
+    } catch (err) {
+      // A bug must not leave the leader and its waiters parked forever.
+      process.stderr.write(`${new Date().toISOString()} error cache L2 resume: ${(err as Error).stack ?? err}\n`);
+      respondError(x, E.INTERNAL);
+    }
+  }
+
+  private afterL2(fill: CacheFill, found: CacheEntry | null, now: number): void {
+    const x = fill.leader!;
+    const headers = fill.leaderHeaders!;
+    if (found !== null && this.keyWithVary(headers, fill.primary, found.vary) === found.key) {
+      (found as { size: number }).size = entrySize(found.key, found.names, found.values, found.body);
+      if (this.isFresh(found, fill.request, now)) {
+        this.store.set(found);
+        this.stats.hits++;
+        this.stats.l2Hits++;
+        fill.resolveFromL2(found);
+        return;
+      }
+      if (found.etag !== null || found.lastModified !== null) {
+        // Stale in L2 but it has validators: revalidate it instead of fetching it whole.
+        fill.stale = found;
+        fill.revalidating = true;
+        if (found.etag !== null) x.headers.push('if-none-match', found.etag);
+        if (found.lastModified !== null) x.headers.push('if-modified-since', found.lastModified);
+      }
+    }
+    continueFrom(x, CACHE_RESUME);
+  }
+
+  /** The full key of `x`'s request: primary key plus the values of the fields the resource varies on. */
+  keyFor(headers: readonly string[], primary: string): string {
+    return this.keyWithVary(headers, primary, this.store.varyOf(primary));
+  }
+
+  keyWithVary(headers: readonly string[], primary: string, vary: readonly string[]): string {
+    if (vary.length === 0) return primary;
+    let key = primary;
+    for (let i = 0; i < vary.length; i++) key += '\n' + vary[i] + ':' + requestHeader(headers, vary[i]);
+    return key;
+  }
+
+  staleOnErrorAllowed(e: CacheEntry, now: number): boolean {
+    return !e.mustRevalidate && e.staleIfErrorMs > 0 && ageMs(e, now) < e.lifetimeMs + e.staleIfErrorMs;
+  }
+
+  /** stale-while-revalidate: refresh `e` once, without a client waiting on it. */
+  refreshInBackground(x: Exchange, e: CacheEntry): void {
+    if (this.inflight.has(e.key)) return;
+    if (balance(x) !== 0) return;
+    const headers = withoutConditionals(x.headers);
+    if (e.etag !== null) headers.push('if-none-match', e.etag);
+    if (e.lastModified !== null) headers.push('if-modified-since', e.lastModified);
+    headers.push('via', VIA);
+    const fill = new CacheFill(this, e.key, e.primary, e.target, null, e, true, emptyDirectives(), false);
+    this.inflight.set(e.key, fill);
+    x.backend!.pool.dispatch({ path: e.target, method: 'GET', headers }, new BackgroundHandler(fill));
+  }
+
+  /** --cache-warm: fetch each path into this worker's cache, as a request for `host` would. */
+  warm(state: WorkerState, defaultHost: string): void {
+    for (const item of this.config.warm) {
+      let host = defaultHost;
+      let target = item;
+      if (item.startsWith('http://')) {
+        const u = new URL(item);
+        host = u.host;
+        target = u.pathname + u.search;
+      }
+      const x = new Exchange(null as never, state);
+      x.method = 'GET';
+      x.host = host;
+      x.target = target;
+      x.headers.push('host', host);
+      if (route(x) !== 0 || balance(x) !== 0) continue;
+      const primary = primaryKey(host, target);
+      if (this.inflight.has(primary) || this.store.get(primary) !== undefined) continue;
+      const fill = new CacheFill(this, primary, primary, target, null, null, false, emptyDirectives(), false);
+      this.inflight.set(primary, fill);
+      x.backend!.pool.dispatch({ path: target, method: 'GET', headers: ['host', host, 'via', VIA] }, new BackgroundHandler(fill));
+    }
+  }
+
+  purge(match: { url?: string; prefix?: string }): number {
+    const n = this.store.purge(match);
+    this.stats.purged += n;
+    return n;
+  }
+
+  /** Counters since the last call (deltas), plus the store's current size. */
+  takeTelemetry(): CacheTelemetry {
+    const s = this.stats;
+    const evictions = this.store.evictions - this.evictionsReported;
+    this.evictionsReported = this.store.evictions;
+    const t: CacheTelemetry = {
+      hits: s.hits, l2Hits: s.l2Hits, misses: s.misses, stale: s.stale + s.staleIfError, revalidated: s.revalidated, coalesced: s.coalesced,
+      stored: s.stored, purged: s.purged, l2Errors: s.l2Errors, evictions, bytes: this.store.bytes, entries: this.store.entries,
+    };
+    s.hits = s.l2Hits = s.misses = s.stale = s.staleIfError = s.revalidated = s.coalesced = s.stored = s.purged = s.l2Errors = 0;
+    return t;
+  }
+}
+
+export function primaryKey(host: string, target: string): string {
+  return host.toLowerCase() + '\n' + target;
+}
+
+/** A request field's value (repeats joined with ", "), "" when absent. */
+export function requestHeader(h: readonly string[], name: string): string {
+  let out = '';
+  for (let i = 0; i < h.length; i += 2) if (h[i] === name) out = out === '' ? h[i + 1].trim() : out + ', ' + h[i + 1].trim();
+  return out;
+}
+
+/** The client's fields minus its validators: the cache asks with its own, or for the full body. */
+export function withoutConditionals(h: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < h.length; i += 2) {
+    const n = h[i];
+    if (n === 'if-none-match' || n === 'if-modified-since' || n === 'if-match' || n === 'if-unmodified-since' || n === 'if-range') continue;
+    out.push(n, h[i + 1]);
+  }
+  return out;
+}

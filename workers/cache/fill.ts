@@ -1,0 +1,369 @@
+// One upstream response on its way into the cache, and the requests waiting for it.
+//
+// A fill has a leader (the exchange whose upstream request it is; null for background
+// refreshes and warming) and waiters (concurrent misses for the same key, coalesced).
+// stream-back calls the on* hooks as the leader's response arrives. Every path ends in
+// exactly one `settle`: waiters are served from the entry, released to go upstream
+// themselves (not cacheable, too large, the leader's client left), or given the error.
+import type { Dispatcher } from 'undici';
+import { E } from '../../src/shared/errors';
+import { Exchange, Phase } from '../exchange';
+import { continueFrom, CACHE_LOOKUP, CACHE_RESUME } from '../pipeline';
+import { respondError } from '../respond';
+import { upstreamErrorId } from '../stages/stream-back';
+import type { WorkerCache } from './cache';
+import { emptyDirectives, emptyFacts, emptyFreshness, storability, type Directives, type Freshness, type ResponseFacts } from './policy';
+import { serveEntry, statusLineOf } from './serve';
+import { entrySize, type CacheEntry } from './store';
+
+/** Response fields never stored: hop-by-hop, and those uWS or the cache write themselves. */
+const NOT_STORED = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
+  'content-length', 'date', 'age', 'proxy-authenticate', 'x-cache', 'via',
+]);
+
+export class CacheFill {
+  readonly waiters: Exchange[] = [];
+  /** Aborts a leaderless (background) request; set by its handler's onConnect. */
+  abort: ((err?: Error) => void) | null = null;
+  settled = false;
+  /** The leader's request fields as the client sent them (its x.headers now carry the cache's validators). */
+  leaderHeaders: readonly string[] | null = null;
+  private status = 0;
+  private capturing = false;
+  private names: string[] = [];
+  private values: Buffer[] = [];
+  private facts: ResponseFacts | null = null;
+  private fresh: Freshness | null = null;
+  private statusText = '';
+  private body: Buffer | null = null;
+  private chunks: Buffer[] | null = null;
+  private received = 0;
+  private expected = -1;
+
+  constructor(
+    readonly cache: WorkerCache,
+    readonly key: string,
+    readonly primary: string,
+    readonly target: string,
+    readonly leader: Exchange | null,
+    /** A stored entry this request revalidates, or may fall back to (stale-if-error). */
+    public stale: CacheEntry | null,
+    public revalidating: boolean,
+    readonly request: Directives,
+    readonly hasAuthorization: boolean,
+  ) {}
+
+  // ---- hooks, in the order undici calls them ----
+
+  /** True when the fill answered the leader from the cache itself (304 refresh, stale-if-error):
+   * the caller must then ignore the rest of this response. */
+  onHeaders(status: number, statusText: string, raw: Buffer[]): boolean {
+    if (this.settled) return false;
+    this.status = status;
+    this.scan(status, raw);
+    const stale = this.stale;
+    const now = Date.now();
+    if (status === 304 && stale !== null && this.revalidating) {
+      this.refresh(stale, now);
+      this.cache.stats.revalidated++;
+      this.settleWithEntry(stale, 'REVALIDATED', true);
+      return true;
+    }
+    if (status >= 500 && stale !== null && this.cache.staleOnErrorAllowed(stale, now)) {
+      this.cache.stats.staleIfError++;
+      this.settleWithEntry(stale, 'STALE', true);
+      this.abortUpstream();
+      return true;
+    }
+    const fresh = emptyFreshness();
+    const why = storability(this.facts!, this.request, this.hasAuthorization, this.cache.options, fresh);
+    if (why !== null || this.expected > this.cache.options.maxEntry) {
+      // The resource changed into something not storable: the old copy must not be served again.
+      if (stale !== null) this.cache.store.delete(stale.key);
+      this.release();
+      return false;
+    }
+    this.fresh = fresh;
+    this.statusText = statusText;
+    this.capturing = true;
+    if (this.expected >= 0) this.body = Buffer.allocUnsafe(this.expected);
+    else this.chunks = [];
+    return false;
+  }
+
+  onData(chunk: Buffer): void {
+    if (!this.capturing) return;
+    const end = this.received + chunk.length;
+    if (end > this.cache.options.maxEntry || (this.expected >= 0 && end > this.expected)) {
+      // Too large to keep: the leader streams on uncached; waiters fetch for themselves.
+      this.dropCapture();
+      this.release();
+      return;
+    }
+    // Copied: undici may hand out views over buffers it reuses.
+    if (this.body !== null) chunk.copy(this.body, this.received);
+    else this.chunks!.push(Buffer.from(chunk));
+    this.received = end;
+  }
+
+  onComplete(): void {
+    if (this.settled) return;
+    if (!this.capturing || (this.expected >= 0 && this.received !== this.expected)) {
+      this.dropCapture();
+      this.release();
+      return;
+    }
+    const body = this.body ?? (this.chunks!.length === 1 ? this.chunks![0] : Buffer.concat(this.chunks!, this.received));
+    this.dropCapture();
+    const entry = this.buildEntry(body, Date.now());
+    if (!this.cache.store.set(entry)) {
+      this.release();
+      return;
+    }
+    this.cache.stats.stored++;
+    if (this.cache.l2 !== null) this.cache.l2.set(entry);
+    this.settleWithEntry(entry, 'HIT', false);
+  }
+
+  /** True when the fill answered the leader (stale-if-error, or a 304 undici rejected). */
+  onError(err: Error & { code?: string }): boolean {
+    if (this.settled) return false;
+    const stale = this.stale;
+    // undici 7 rejects a 304 that carries a Content-Length (it expects that many body bytes
+    // on a bodiless status); the head was already a valid 304, so it is one.
+    if (this.status === 304 && err.code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' && stale !== null && this.revalidating) {
+      this.refresh(stale, Date.now());
+      this.settleWithEntry(stale, 'REVALIDATED', true);
+      return true;
+    }
+    const leader = this.leader;
+    const leaderGone = leader !== null && (leader.clientGone || leader.phase === Phase.Done);
+    if (this.status === 0 && stale !== null && !leaderGone && this.cache.staleOnErrorAllowed(stale, Date.now())) {
+      this.cache.stats.staleIfError++;
+      this.settleWithEntry(stale, 'STALE', true);
+      return true;
+    }
+    this.dropCapture();
+    // Before the head: the origin failed, and waiters get the same answer. After it, or when
+    // the leader's own client left (that aborts the request), waiters try for themselves.
+    if (this.status === 0 && !leaderGone) this.fail(upstreamErrorId(err));
+    else this.release(leaderGone);
+    return false;
+  }
+
+  // ---- L2 (Redis) outcome, before the leader goes upstream ----
+
+  /** L2 had a usable entry: it answers the leader and the waiters. */
+  resolveFromL2(entry: CacheEntry): void {
+    if (!this.settled) this.settleWithEntry(entry, 'HIT', true);
+  }
+
+  /** The leader's client left while L2 was asked: a waiter takes over. */
+  leaderLeftBeforeUpstream(): void {
+    this.release(true);
+  }
+
+  /** The leader was answered with a gateway error before (or instead of) an upstream response. */
+  onLeaderError(id: number): void {
+    if (!this.settled) this.fail(id);
+  }
+
+  // ---- settling: exactly once ----
+
+  private finishSettle(): void {
+    this.settled = true;
+    if (this.cache.inflight.get(this.key) === this) this.cache.inflight.delete(this.key);
+    if (this.leader !== null) this.leader.cacheFill = null;
+  }
+
+  private settleWithEntry(entry: CacheEntry, label: string, serveLeader: boolean): void {
+    this.finishSettle();
+    const now = Date.now();
+    if (serveLeader && this.leader !== null) serveEntry(this.leader, entry, label, now, this.leaderHeaders ?? this.leader.headers);
+    for (const w of this.waiters) {
+      if (w.clientGone || w.phase === Phase.Done) continue;
+      // A Vary first learnt from this response may put a waiter on another variant.
+      if (this.cache.keyFor(w.headers, entry.primary) === entry.key) serveEntry(w, entry, label, now);
+      else continueFrom(w, CACHE_RESUME);
+    }
+    this.waiters.length = 0;
+  }
+
+  /** Waiters go upstream on their own; or, when only the leader's client left (`lookAgain`),
+   * they look up again: the first leads a new fill and the others wait for it. */
+  private release(lookAgain = false): void {
+    if (this.settled) return;
+    this.finishSettle();
+    const from = lookAgain ? CACHE_LOOKUP : CACHE_RESUME;
+    for (const w of this.waiters) if (!w.clientGone && w.phase !== Phase.Done) continueFrom(w, from);
+    this.waiters.length = 0;
+  }
+
+  private fail(id: number): void {
+    this.finishSettle();
+    for (const w of this.waiters) respondError(w, id === 0 ? E.UPSTREAM_RESET : id);
+    this.waiters.length = 0;
+  }
+
+  // ---- helpers ----
+
+  private abortUpstream(): void {
+    const abort = this.leader !== null ? this.leader.abortUpstream : this.abort;
+    if (abort !== null) abort();
+  }
+
+  private dropCapture(): void {
+    this.capturing = false;
+    this.body = null;
+    this.chunks = null;
+  }
+
+  /** One pass over the raw head: the facts the policy needs, and the fields worth storing. */
+  private scan(status: number, raw: Buffer[]): void {
+    const f = emptyFacts(status);
+    const names: string[] = [];
+    const values: Buffer[] = [];
+    let dropNamed: string[] | null = null;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i].toString('latin1').toLowerCase();
+      const v = raw[i + 1];
+      switch (name) {
+        case 'cache-control': f.cacheControl = f.cacheControl === null ? v.toString('latin1') : f.cacheControl + ', ' + v.toString('latin1'); break;
+        case 'expires': f.expires = v.toString('latin1'); break;
+        case 'date': f.date = v.toString('latin1'); break;
+        case 'age': f.age = v.toString('latin1'); break;
+        case 'vary': f.vary = f.vary === null ? v.toString('latin1') : f.vary + ', ' + v.toString('latin1'); break;
+        case 'set-cookie': f.setCookie = true; break;
+        case 'etag': f.etag = v.toString('latin1'); break;
+        case 'last-modified': f.lastModified = v.toString('latin1'); break;
+        case 'pragma': f.pragma = v.toString('latin1'); break;
+        case 'content-length': this.expected = Number(v.toString('latin1')); break;
+        case 'connection':
+          for (const n of v.toString('latin1').toLowerCase().split(',')) (dropNamed ??= []).push(n.trim());
+          break;
+      }
+      if (!NOT_STORED.has(name)) {
+        names.push(name);
+        values.push(Buffer.from(v));
+      }
+    }
+    if (dropNamed !== null) {
+      for (let i = names.length - 1; i >= 0; i--) {
+        if (dropNamed.includes(names[i])) {
+          names.splice(i, 1);
+          values.splice(i, 1);
+        }
+      }
+    }
+    this.facts = f;
+    this.names = names;
+    this.values = values;
+  }
+
+  private buildEntry(body: Buffer, now: number): CacheEntry {
+    const fresh = this.fresh!;
+    const f = this.facts!;
+    // The key depends on the Vary this response announced.
+    const key = this.leaderHeaders !== null ? this.cache.keyWithVary(this.leaderHeaders, this.primary, fresh.vary) : this.key;
+    return {
+      key,
+      primary: this.primary,
+      target: this.target,
+      status: this.status,
+      statusLine: statusLineOf(this.status, this.statusText),
+      names: this.names,
+      values: this.values,
+      body,
+      size: entrySize(key, this.names, this.values, body),
+      responseTime: now,
+      initialAgeMs: fresh.initialAgeMs,
+      lifetimeMs: fresh.lifetimeMs,
+      staleWhileRevalidateMs: fresh.staleWhileRevalidateMs,
+      staleIfErrorMs: fresh.staleIfErrorMs,
+      mustRevalidate: fresh.mustRevalidate,
+      noCache: fresh.noCache,
+      etag: f.etag,
+      lastModified: f.lastModified,
+      vary: fresh.vary,
+    };
+  }
+
+  /** A 304 refreshes the stored entry: its fields replace the stored ones, freshness restarts. */
+  private refresh(e: CacheEntry, now: number): void {
+    const names = this.names;
+    for (let i = 0; i < names.length; i++) {
+      const n = names[i];
+      for (let j = e.names.length - 1; j >= 0; j--) {
+        if (e.names[j] === n) {
+          e.names.splice(j, 1);
+          e.values.splice(j, 1);
+        }
+      }
+    }
+    for (let i = 0; i < names.length; i++) {
+      e.names.push(names[i]);
+      e.values.push(this.values[i]);
+    }
+    const merged = emptyFacts(e.status);
+    merged.cacheControl = headerText(e, 'cache-control');
+    merged.expires = headerText(e, 'expires');
+    merged.etag = headerText(e, 'etag');
+    merged.lastModified = headerText(e, 'last-modified');
+    merged.vary = headerText(e, 'vary');
+    merged.date = this.facts!.date;
+    merged.age = this.facts!.age;
+    const fresh = emptyFreshness();
+    if (storability(merged, emptyDirectives(), false, { ...this.cache.options, setCookie: true }, fresh) !== null) {
+      this.cache.store.delete(e.key);
+      return;
+    }
+    e.responseTime = now;
+    e.initialAgeMs = fresh.initialAgeMs;
+    e.lifetimeMs = fresh.lifetimeMs;
+    e.staleWhileRevalidateMs = fresh.staleWhileRevalidateMs;
+    e.staleIfErrorMs = fresh.staleIfErrorMs;
+    e.mustRevalidate = fresh.mustRevalidate;
+    e.noCache = fresh.noCache;
+    e.etag = merged.etag;
+    e.lastModified = merged.lastModified;
+    // Back in (it may have been evicted meanwhile), as the most recently used.
+    this.cache.store.set(e);
+    if (this.cache.l2 !== null) this.cache.l2.set(e);
+  }
+}
+
+function headerText(e: CacheEntry, name: string): string | null {
+  let out: string | null = null;
+  for (let i = 0; i < e.names.length; i++) {
+    if (e.names[i] === name) out = out === null ? e.values[i].toString('latin1') : out + ', ' + e.values[i].toString('latin1');
+  }
+  return out;
+}
+
+/** undici handler for requests no client waits on directly: background refreshes, warming. */
+export class BackgroundHandler implements Dispatcher.DispatchHandler {
+  constructor(private readonly fill: CacheFill) {}
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.fill.abort = abort;
+  }
+
+  onHeaders(status: number, rawHeaders: Buffer[], _resume: () => void, statusText: string): boolean {
+    if (status >= 200) this.fill.onHeaders(status, statusText, rawHeaders);
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    this.fill.onData(chunk);
+    return true;
+  }
+
+  onComplete(): void {
+    this.fill.onComplete();
+  }
+
+  onError(err: Error): void {
+    this.fill.onError(err);
+  }
+}

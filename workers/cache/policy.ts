@@ -1,0 +1,199 @@
+// What RFC 9111 lets a shared cache store, and for how long. Pure functions over parsed
+// header values, so they are unit-tested without sockets.
+
+/** Cache-Control directives ugate understands; -1 = absent. */
+export interface Directives {
+  maxAge: number;
+  sMaxAge: number;
+  staleWhileRevalidate: number;
+  staleIfError: number;
+  minFresh: number;
+  noStore: boolean;
+  noCache: boolean;
+  private: boolean;
+  public: boolean;
+  mustRevalidate: boolean;
+  proxyRevalidate: boolean;
+  onlyIfCached: boolean;
+}
+
+export function emptyDirectives(): Directives {
+  return {
+    maxAge: -1, sMaxAge: -1, staleWhileRevalidate: -1, staleIfError: -1, minFresh: -1,
+    noStore: false, noCache: false, private: false, public: false, mustRevalidate: false, proxyRevalidate: false, onlyIfCached: false,
+  };
+}
+
+/** Parse a Cache-Control value (request or response) into `into`. Unknown directives are ignored. */
+export function parseCacheControl(value: string, into: Directives = emptyDirectives()): Directives {
+  let i = 0;
+  const n = value.length;
+  while (i < n) {
+    // One directive: token [ "=" ( token / quoted-string ) ]
+    while (i < n && (value.charCodeAt(i) === 32 || value.charCodeAt(i) === 9 || value.charCodeAt(i) === 44)) i++;
+    const start = i;
+    while (i < n && value.charCodeAt(i) !== 61 && value.charCodeAt(i) !== 44) i++;
+    const name = value.slice(start, i).trim().toLowerCase();
+    let arg = '';
+    if (i < n && value.charCodeAt(i) === 61) {
+      i++;
+      if (value.charCodeAt(i) === 34) {
+        const end = value.indexOf('"', i + 1);
+        arg = value.slice(i + 1, end === -1 ? n : end);
+        i = end === -1 ? n : end + 1;
+        while (i < n && value.charCodeAt(i) !== 44) i++;
+      } else {
+        const s = i;
+        while (i < n && value.charCodeAt(i) !== 44) i++;
+        arg = value.slice(s, i).trim();
+      }
+    }
+    applyDirective(into, name, arg);
+  }
+  return into;
+}
+
+function seconds(arg: string): number {
+  // delta-seconds: digits only; a bad value makes the directive count as 0 (the safe side).
+  return /^\d+$/.test(arg) ? Math.min(Number(arg), 2 ** 31) : 0;
+}
+
+function applyDirective(d: Directives, name: string, arg: string): void {
+  switch (name) {
+    case 'max-age': d.maxAge = seconds(arg); break;
+    case 's-maxage': d.sMaxAge = seconds(arg); break;
+    case 'stale-while-revalidate': d.staleWhileRevalidate = seconds(arg); break;
+    case 'stale-if-error': d.staleIfError = seconds(arg); break;
+    case 'min-fresh': d.minFresh = seconds(arg); break;
+    case 'no-store': d.noStore = true; break;
+    // no-cache="field" (qualified) is treated as plain no-cache: the conservative reading.
+    case 'no-cache': d.noCache = true; break;
+    case 'private': d.private = true; break;
+    case 'public': d.public = true; break;
+    case 'must-revalidate': d.mustRevalidate = true; break;
+    case 'proxy-revalidate': d.proxyRevalidate = true; break;
+    case 'only-if-cached': d.onlyIfCached = true; break;
+  }
+}
+
+/** Statuses a cache may store without explicit freshness ("heuristically cacheable", RFC 9110 §15.1),
+ * minus 206 (ugate does not combine ranges). Other statuses are never stored. */
+const CACHEABLE_STATUS = new Set([200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501]);
+
+export function isCacheableStatus(status: number): boolean {
+  return CACHEABLE_STATUS.has(status);
+}
+
+/** The response fields the policy looks at, lower-case names. */
+export interface ResponseFacts {
+  status: number;
+  cacheControl: string | null;
+  expires: string | null;
+  date: string | null;
+  age: string | null;
+  vary: string | null;
+  setCookie: boolean;
+  etag: string | null;
+  lastModified: string | null;
+  pragma: string | null;
+}
+
+export function emptyFacts(status: number): ResponseFacts {
+  return { status, cacheControl: null, expires: null, date: null, age: null, vary: null, setCookie: false, etag: null, lastModified: null, pragma: null };
+}
+
+export interface StoreOptions {
+  defaultTtlMs: number;
+  setCookie: boolean;
+}
+
+export interface Freshness {
+  /** Freshness lifetime, ms (0: stale at once, served only after revalidation). */
+  lifetimeMs: number;
+  /** Age the response already had when received, ms. */
+  initialAgeMs: number;
+  staleWhileRevalidateMs: number;
+  staleIfErrorMs: number;
+  /** Stale must never be served (must-revalidate, proxy-revalidate, s-maxage). */
+  mustRevalidate: boolean;
+  /** Every use needs revalidation (response no-cache). */
+  noCache: boolean;
+  /** Vary field names, lower-case, sorted; empty when none. */
+  vary: string[];
+}
+
+/** Why a response is not stored, or null when it may be (with its freshness in `out`). */
+export function storability(facts: ResponseFacts, request: Directives, hasAuthorization: boolean, opts: StoreOptions, out: Freshness): string | null {
+  if (!isCacheableStatus(facts.status)) return 'status';
+  if (request.noStore) return 'request no-store';
+  const d = facts.cacheControl === null ? emptyDirectives() : parseCacheControl(facts.cacheControl);
+  if (d.noStore) return 'no-store';
+  if (d.private) return 'private';
+  // RFC 9111 §3.5: a shared cache stores answers to authorized requests only when allowed explicitly.
+  if (hasAuthorization && !d.public && d.sMaxAge < 0 && !d.mustRevalidate) return 'authorization';
+  if (facts.setCookie && !opts.setCookie) return 'set-cookie';
+  const vary = parseVary(facts.vary);
+  if (vary === null) return 'vary *';
+  const dateMs = facts.date === null ? NaN : Date.parse(facts.date);
+  let lifetime: number;
+  if (d.sMaxAge >= 0) lifetime = d.sMaxAge * 1000;
+  else if (d.maxAge >= 0) lifetime = d.maxAge * 1000;
+  else if (facts.expires !== null) {
+    const exp = Date.parse(facts.expires);
+    // An invalid Expires (e.g. "0") means already expired (RFC 9111 §5.3).
+    lifetime = Number.isNaN(exp) ? 0 : Math.max(0, exp - (Number.isNaN(dateMs) ? Date.now() : dateMs));
+  } else if (opts.defaultTtlMs > 0) lifetime = opts.defaultTtlMs;
+  else lifetime = -1;
+  const noCache = d.noCache || (facts.cacheControl === null && facts.pragma !== null && /no-cache/i.test(facts.pragma));
+  const hasValidator = facts.etag !== null || facts.lastModified !== null;
+  // Nothing to go on: neither freshness nor a validator makes a stored copy useful.
+  if (lifetime < 0 && !hasValidator) return 'no freshness';
+  if (lifetime <= 0 && !hasValidator) return 'expired';
+  out.lifetimeMs = noCache ? 0 : Math.max(0, lifetime);
+  const age = facts.age !== null && /^\d+$/.test(facts.age.trim()) ? Number(facts.age.trim()) * 1000 : 0;
+  out.initialAgeMs = age;
+  out.mustRevalidate = d.mustRevalidate || d.proxyRevalidate || d.sMaxAge >= 0;
+  out.noCache = noCache;
+  out.staleWhileRevalidateMs = d.staleWhileRevalidate > 0 ? d.staleWhileRevalidate * 1000 : 0;
+  out.staleIfErrorMs = d.staleIfError > 0 ? d.staleIfError * 1000 : 0;
+  out.vary = vary;
+  return null;
+}
+
+export function emptyFreshness(): Freshness {
+  return { lifetimeMs: 0, initialAgeMs: 0, staleWhileRevalidateMs: 0, staleIfErrorMs: 0, mustRevalidate: false, noCache: false, vary: [] };
+}
+
+/** Vary names, lower-case and sorted; null for "Vary: *". */
+export function parseVary(value: string | null): string[] | null {
+  if (value === null) return [];
+  const names: string[] = [];
+  for (const raw of value.split(',')) {
+    const n = raw.trim().toLowerCase();
+    if (n === '*') return null;
+    if (n !== '' && !names.includes(n)) names.push(n);
+  }
+  return names.sort();
+}
+
+/** If-None-Match against an ETag, weak comparison (RFC 9110 §13.1.2). */
+export function etagMatches(ifNoneMatch: string, etag: string | null): boolean {
+  if (ifNoneMatch.trim() === '*') return etag !== null;
+  if (etag === null) return false;
+  const want = weakOpaque(etag);
+  for (const candidate of ifNoneMatch.split(',')) if (weakOpaque(candidate) === want) return true;
+  return false;
+}
+
+function weakOpaque(tag: string): string {
+  const t = tag.trim();
+  return t.startsWith('W/') ? t.slice(2) : t;
+}
+
+/** If-Modified-Since against Last-Modified: true when not modified since. */
+export function notModifiedSince(ifModifiedSince: string, lastModified: string | null): boolean {
+  if (lastModified === null) return false;
+  const since = Date.parse(ifModifiedSince);
+  const lm = Date.parse(lastModified);
+  return !Number.isNaN(since) && !Number.isNaN(lm) && lm <= since;
+}

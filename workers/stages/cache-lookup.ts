@@ -1,0 +1,118 @@
+// Stage "cache-lookup": answer GET/HEAD from the worker's L1 cache, synchronously.
+//
+//   fresh entry                    → served here (X-Cache: HIT, Age), or 304 for a matching validator
+//   stale, within s-w-r            → served (X-Cache: STALE), refreshed once in the background
+//   a fill for this key in flight  → the request waits for it (coalesced); TAKEN
+//   otherwise                      → passes on as the leader of a new fill (X-Cache: MISS);
+//                                    a stale entry's validators go upstream (revalidation)
+//
+// Requests with a body, Range requests and Cache-Control: no-store pass through untouched.
+import { primaryKey, withoutConditionals } from '../cache/cache';
+import { CacheFill } from '../cache/fill';
+import { emptyDirectives, parseCacheControl, type Directives } from '../cache/policy';
+import { ageMs, serveEntry } from '../cache/serve';
+import type { Exchange } from '../exchange';
+import { TAKEN } from '../stage';
+
+/** The usual request: no Cache-Control. Shared, never written to. */
+const NO_DIRECTIVES: Directives = Object.freeze(emptyDirectives());
+
+/** Request fields the cache looks at; one reused object (the stage is synchronous). */
+const req = { cacheControl: null as string | null, pragma: null as string | null, authorization: false, range: false };
+
+export function cacheLookup(x: Exchange): number {
+  const cache = x.worker.cache;
+  if (cache === null || cache === undefined) return 0;
+  const method = x.method;
+  if (method !== 'GET' && method !== 'HEAD') {
+    // An unsafe method may change the resource: drop the stored copy (RFC 9111 §4.4).
+    if (method === 'POST' || method === 'PUT' || method === 'DELETE' || method === 'PATCH') cache.store.deleteResource(primaryKey(x.host, x.target));
+    return 0;
+  }
+  if (x.contentLength > 0 || x.transferEncoding !== null) return 0;
+  scanRequest(x.headers);
+  if (req.range) return 0;
+  let d: Directives = NO_DIRECTIVES;
+  if (req.cacheControl !== null) d = parseCacheControl(req.cacheControl);
+  else if (req.pragma !== null && req.pragma.toLowerCase().includes('no-cache')) {
+    // HTTP/1.0 clients say Pragma: no-cache (RFC 9111 §5.4).
+    d = emptyDirectives();
+    d.noCache = true;
+  }
+  if (d.noStore) return 0;
+
+  const primary = primaryKey(x.host, x.target);
+  const key = cache.keyFor(x.headers, primary);
+  const entry = cache.store.get(key);
+  const now = Date.now();
+  if (entry !== undefined) {
+    const age = ageMs(entry, now);
+    if (cache.isFresh(entry, d, now)) {
+      cache.stats.hits++;
+      serveEntry(x, entry, 'HIT', now);
+      return TAKEN;
+    }
+    const clientAcceptsStale = !d.noCache && d.maxAge < 0;
+    if (clientAcceptsStale && !entry.mustRevalidate && !entry.noCache && entry.staleWhileRevalidateMs > 0 && age < entry.lifetimeMs + entry.staleWhileRevalidateMs) {
+      cache.stats.stale++;
+      serveEntry(x, entry, 'STALE', now);
+      cache.refreshInBackground(x, entry);
+      return TAKEN;
+    }
+  }
+  const pending = cache.inflight.get(key);
+  if (pending !== undefined) {
+    cache.stats.coalesced++;
+    x.cacheStatus = 'MISS';
+    pending.waiters.push(x);
+    return TAKEN;
+  }
+  cache.stats.misses++;
+  x.cacheStatus = 'MISS';
+  // A HEAD response has no body to fill an entry with: it passes through.
+  if (method === 'HEAD') return 0;
+
+  const revalidating = entry !== undefined && (entry.etag !== null || entry.lastModified !== null);
+  const keep = entry !== undefined && (revalidating || entry.staleIfErrorMs > 0) ? entry : null;
+  const fill = new CacheFill(cache, key, primary, x.target, x, keep, revalidating, d, req.authorization);
+  fill.leaderHeaders = x.headers;
+  // The fill asks for the full response, or with the stored validators: never with the client's
+  // own (a 304 for the client's copy cannot fill the cache). The client still gets its 304 from the entry.
+  const headers = withoutConditionals(x.headers);
+  if (revalidating) {
+    if (entry!.etag !== null) headers.push('if-none-match', entry!.etag);
+    if (entry!.lastModified !== null) headers.push('if-modified-since', entry!.lastModified);
+  }
+  x.headers = headers;
+  x.cacheFill = fill;
+  cache.inflight.set(key, fill);
+  if (entry === undefined && cache.l2 !== null) {
+    // Parked until L2 answers (bounded by --cache-l2-timeout); onAborted is already registered.
+    void cache.lookupL2(fill);
+    return TAKEN;
+  }
+  return 0;
+}
+
+function scanRequest(h: readonly string[]): void {
+  req.cacheControl = null;
+  req.pragma = null;
+  req.authorization = false;
+  req.range = false;
+  for (let i = 0; i < h.length; i += 2) {
+    switch (h[i]) {
+      case 'cache-control':
+        req.cacheControl = req.cacheControl === null ? h[i + 1] : req.cacheControl + ', ' + h[i + 1];
+        break;
+      case 'pragma':
+        req.pragma = h[i + 1];
+        break;
+      case 'authorization':
+        req.authorization = true;
+        break;
+      case 'range':
+        req.range = true;
+        break;
+    }
+  }
+}
