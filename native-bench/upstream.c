@@ -7,6 +7,7 @@
  *
  * Routes:
  *   GET  /  or /small          ~100 byte body
+ *   GET  /cached               the same body with Cache-Control: public, max-age=3600
  *   GET  /bytes/N or /size/N   N byte body (N <= --max-bytes, default 8 MiB)
  *   POST /echo                 echoes the request body (Content-Length or
  *                              chunked) back with a Content-Length
@@ -275,13 +276,13 @@ static void respond_simple(conn_t *c, int status, const char *reason, int keep_a
 }
 
 /* Header block for a 200 response with a known length. */
-static void respond_head(conn_t *c, size_t len, const char *ctype, int keep_alive, int http10) {
-    char h[256];
+static void respond_head(conn_t *c, size_t len, const char *ctype, int keep_alive, int http10, const char *extra) {
+    char h[320];
     const char *conn_hdr = "";
     if (!keep_alive) conn_hdr = "Connection: close\r\n";
     else if (http10) conn_hdr = "Connection: keep-alive\r\n";
-    int n = snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n",
-                     ctype, len, conn_hdr);
+    int n = snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+                     ctype, len, extra, conn_hdr);
     out_copy(c, h, (size_t)n);
     if (!keep_alive) c->close_after = 1;
 }
@@ -399,7 +400,11 @@ static int handle_one(conn_t *c) {
     int is_head = mlen == 4 && memcmp(method, "HEAD", 4) == 0;
 
     if ((plen == 1 && path[0] == '/') || (plen == 6 && memcmp(path, "/small", 6) == 0)) {
-        respond_head(c, sizeof SMALL_BODY - 1, "text/plain", keep_alive, http10);
+        respond_head(c, sizeof SMALL_BODY - 1, "text/plain", keep_alive, http10, "");
+        if (!is_head) push_seg(c, SMALL_BODY, sizeof SMALL_BODY - 1);
+    } else if (plen == 7 && memcmp(path, "/cached", 7) == 0) {
+        /* The small body, cacheable by a shared cache for an hour (the "cached" scenario). */
+        respond_head(c, sizeof SMALL_BODY - 1, "text/plain", keep_alive, http10, "Cache-Control: public, max-age=3600\r\n");
         if (!is_head) push_seg(c, SMALL_BODY, sizeof SMALL_BODY - 1);
     } else if ((plen > 7 && memcmp(path, "/bytes/", 7) == 0) || (plen > 6 && memcmp(path, "/size/", 6) == 0)) {
         const char *num = path[1] == 'b' ? path + 7 : path + 6;
@@ -412,11 +417,11 @@ static int handle_one(conn_t *c) {
         if (!ok || n > g_max_bytes) {
             respond_simple(c, 400, "Bad Size", keep_alive);
         } else {
-            respond_head(c, n, "application/octet-stream", keep_alive, http10);
+            respond_head(c, n, "application/octet-stream", keep_alive, http10, "");
             if (!is_head) push_seg(c, g_bytes, n); /* zero-copy from the shared buffer */
         }
     } else if (plen == 5 && memcmp(path, "/echo", 5) == 0) {
-        respond_head(c, body_len, "application/octet-stream", keep_alive, http10);
+        respond_head(c, body_len, "application/octet-stream", keep_alive, http10, "");
         if (!is_head) out_copy(c, body, body_len);
     } else {
         respond_simple(c, 404, "Not Found", keep_alive);
