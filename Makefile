@@ -11,8 +11,8 @@ run: build
 	node dist/src/cli.js --config config/default.yaml $(ARGS)
 
 test: build
-	# The L2 cache tests start a real redis-server.
-	command -v redis-server || (apt-get update && apt-get install -y redis-server)
+	# The L2 cache tests start their own real redis-server (Debian package; needs root, as CI is).
+	command -v redis-server || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server)
 	npx vitest run
 
 build: deps
