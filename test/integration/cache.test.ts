@@ -3,6 +3,7 @@
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCacheOrigin, type CacheOrigin } from '../helpers/cache-origin';
+import { rawRequest } from '../helpers/raw';
 import { eventually, startUgate, type Ugate } from '../helpers/ugate';
 
 let origin: CacheOrigin;
@@ -221,6 +222,26 @@ describe('HEAD and unsafe methods', () => {
     expect(r.headers.get('x-cache')).toBe('HIT');
     expect(r.headers.get('content-length')).toBe('1234');
     expect(await r.text()).toBe('');
+    expect(origin.hits(path)).toBe(1);
+  });
+
+  it('a HEAD hit keeps the connection usable for the next request', async () => {
+    const path = p('headka');
+    const q = `${path}?cc=max-age%3D60&size=10`;
+    // One connection (so one worker and its L1): fill with a GET, then a HEAD hit, then a GET;
+    // a HEAD left open would stall the last GET.
+    const r = await rawRequest(u.port, [
+      `GET ${q} HTTP/1.1\r\nHost: t\r\n\r\n`, 200,
+      `HEAD ${q} HTTP/1.1\r\nHost: t\r\n\r\n`, 200,
+      `GET ${q} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`,
+    ], 3000);
+    const responses = r.text.split(/(?=HTTP\/1\.1 )/);
+    expect(responses.map((t) => t.slice(9, 12))).toEqual(['200', '200', '200']);
+    expect(responses[1].toLowerCase()).toContain('x-cache: hit');
+    expect(responses[1].toLowerCase()).toContain('content-length: 10\r\n');
+    expect(responses[1].endsWith('\r\n\r\n')).toBe(true);
+    expect(responses[2].toLowerCase()).toContain('x-cache: hit');
+    expect(r.closed).toBe(true);
     expect(origin.hits(path)).toBe(1);
   });
 

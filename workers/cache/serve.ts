@@ -62,7 +62,11 @@ function writeEntryCorked(): void {
   res.writeHeader('via', VIA);
   if (x.worker.draining) res.writeHeader('connection', 'close');
   if (notModified || e.status === 204) res.endWithoutBody();
-  else if (x.method === 'HEAD') res.endWithoutBody(e.body.length);
+  else if (x.method === 'HEAD') {
+    // As a header: this uWS build's endWithoutBody(length) leaves the response open.
+    res.writeHeader('content-length', String(e.body.length));
+    res.endWithoutBody();
+  }
   else res.end(e.body);
 }
 
