@@ -34,11 +34,13 @@ describe('coalescing', () => {
     const results = await burst(one, '/c100?cc=max-age%3D60&delay=300', 100);
     expect(origin.hits('/c100')).toBe(1);
     expect(results.every((r) => r.status === 200 && r.body === 'body 1')).toBe(true);
-    const m = await eventually(async () => {
-      const text = await one.metrics();
-      return /ugate_cache_coalesced_total 99\b/.test(text) && text;
+    // Requests that arrive after the fill completed are plain hits: on a busy machine some may.
+    const c = await eventually(async () => {
+      const s = (await (await fetch(`${one.adminUrl}/stats`)).json()) as { cache?: Record<string, number> };
+      return s.cache && s.cache.coalesced + s.cache.hits === 99 && s.cache;
     });
-    expect(m).toContain('ugate_cache_misses_total 1');
+    expect(c.misses).toBe(1);
+    expect(c.coalesced).toBeGreaterThan(0);
   });
 
   it('with 2 workers, at most one origin request per worker', async () => {

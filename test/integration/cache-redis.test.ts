@@ -139,4 +139,9 @@ describe.skipIf(!HAS_REDIS)('L2 cache in Redis', () => {
       return (await get(b, q)).xcache === 'HIT';
     }, 15_000);
   });
+
+  it('drains and exits 0 with its Redis connection open (the connection does not keep workers alive)', async () => {
+    await get(a, '/r/last?cc=max-age%3D60');
+    expect(await a.stop()).toBe(0);
+  });
 });

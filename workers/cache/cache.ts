@@ -47,7 +47,8 @@ export class WorkerCache {
   isFresh(e: CacheEntry, d: Directives, now: number): boolean {
     const age = ageMs(e, now);
     if (e.noCache || age >= e.lifetimeMs || d.noCache) return false;
-    if (d.maxAge >= 0 && age > d.maxAge * 1000) return false;
+    // max-age=0 is how clients ask for an end-to-end check, even of a response 0 s old.
+    if (d.maxAge === 0 || (d.maxAge > 0 && age > d.maxAge * 1000)) return false;
     return !(d.minFresh >= 0 && e.lifetimeMs - age < d.minFresh * 1000);
   }
 
