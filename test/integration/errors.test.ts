@@ -32,18 +32,39 @@ async function refused(request: (string | Buffer | number)[], status: number, co
 }
 
 describe('client errors never reach the backend', () => {
+  // uWS drops a head over 4 KB that arrives in more than one read (README: constraints), which
+  // a busy machine can cause even on loopback. Each attempt must get the expected answer or be
+  // such a drop, never reach the backend; at least one of a few attempts must get the answer.
+  async function bigHead(request: string, status: number, code: string | null) {
+    let answered = 0;
+    for (let attempt = 0; attempt < 5 && answered === 0; attempt++) {
+      const before = origin.seen.length;
+      const r = await rawRequest(u.port, [request], 2000);
+      if (r.status === 0 && r.closed) {
+        expect(origin.seen.length).toBe(before);
+        continue;
+      }
+      expect(r.status).toBe(status);
+      if (code !== null) {
+        expect(r.text).toContain(`x-ugate-error: ${code}`);
+        expect(origin.seen.length).toBe(before);
+      }
+      answered++;
+    }
+    expect(answered).toBe(1);
+  }
+
   it('431 for a header block over --max-header-size, including sizes uWS itself would accept', async () => {
     for (const size of [17 * 1024, 60 * 1024, 99 * 1024]) {
-      await refused([`GET / HTTP/1.1\r\nHost: t\r\nX-Big: ${'a'.repeat(size)}\r\n\r\n`], 431, 'UGATE_ERR_HEADERS_TOO_LARGE');
+      await bigHead(`GET / HTTP/1.1\r\nHost: t\r\nX-Big: ${'a'.repeat(size)}\r\n\r\n`, 431, 'UGATE_ERR_HEADERS_TOO_LARGE');
     }
     // Many fields add up the same way (uWS caps the count near 50, so stay under it).
     const many = Array.from({ length: 40 }, (_, i) => `X-F${i}: ${'v'.repeat(450)}\r\n`).join('');
-    await refused([`GET / HTTP/1.1\r\nHost: t\r\n${many}\r\n`], 431, 'UGATE_ERR_HEADERS_TOO_LARGE');
+    await bigHead(`GET / HTTP/1.1\r\nHost: t\r\n${many}\r\n`, 431, 'UGATE_ERR_HEADERS_TOO_LARGE');
   });
 
   it('accepts a header block just under the limit', async () => {
-    const r = await rawRequest(u.port, [`GET /fits HTTP/1.1\r\nHost: t\r\nX-Big: ${'a'.repeat(15 * 1024)}\r\nConnection: close\r\n\r\n`]);
-    expect(r.status).toBe(200);
+    await bigHead(`GET /fits HTTP/1.1\r\nHost: t\r\nX-Big: ${'a'.repeat(15 * 1024)}\r\nConnection: close\r\n\r\n`, 200, null);
   });
 
   it('400 for two Host headers', async () => {
