@@ -1,7 +1,7 @@
 // The data path, in order. Each synchronous stage either passes (returns 0) or returns the id
 // of the error the gateway answers with; the last stage hands the request to the backend.
 //
-//   accept → validate → route → limits → balance → upstream → stream-back → record
+//   accept → validate → route → limits → cache-lookup → balance → upstream → stream-back → record
 //
 // Later stages slot in here: rate-limit after limits.
 //
