@@ -762,8 +762,11 @@ function chartSvg(report) {
   const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
   const scen = Object.entries(report.scenarios);
   const targets = [...new Set(scen.flatMap(([, sc]) => Object.keys(sc.targets)))];
+  // Each panel shows only the targets that ran in its scenario (the cache targets run in one).
+  const panelTargets = (sc) => targets.filter((t) => sc.targets[t]);
   const barW = 44, gap = 14, plotH = 240, padL = 58, padR = 80, panelTop = 40, panelBottom = 92;
-  const panelW = Math.max(240, padL + padR + targets.length * (barW + gap));
+  const widest = Math.max(1, ...scen.map(([, sc]) => panelTargets(sc).length));
+  const panelW = Math.max(240, padL + padR + widest * (barW + gap));
   const perRow = Math.min(3, Math.max(1, scen.length));
   const rows = Math.ceil(scen.length / perRow) || 1;
   const headerH = 92;
@@ -789,7 +792,8 @@ function chartSvg(report) {
   scen.forEach(([name, sc], i) => {
     const px = 10 + (i % perRow) * panelW;
     const py = headerH + Math.floor(i / perRow) * panelH;
-    const vals = targets.map((t) => sc.targets[t]);
+    const shown = panelTargets(sc);
+    const vals = shown.map((t) => sc.targets[t]);
     const maxV = Math.max(1, ...vals.map((s) => (s && !s.error ? Math.max(s.rps ?? 0, s.rpsMax ?? 0) : 0)));
     // "nice" tick step: 1, 2 or 5 times a power of ten, about 4 ticks
     const raw = maxV / 4;
@@ -803,7 +807,7 @@ function chartSvg(report) {
       o.push(`<line x1="${px + padL}" x2="${px + panelW - padR}" y1="${y(v)}" y2="${y(v)}" stroke="${v === 0 ? '#888' : '#e3e3e3'}"/>`);
       o.push(`<text x="${px + padL - 6}" y="${y(v) + 4}" font-size="11" text-anchor="end" fill="#555">${fmtShort(v)}</text>`);
     }
-    targets.forEach((t, j) => {
+    shown.forEach((t, j) => {
       const s = sc.targets[t];
       const bx = px + padL + gap / 2 + j * (barW + gap);
       const cx = bx + barW / 2;
