@@ -88,8 +88,6 @@ export class Exchange {
   /** The client's request body has been read to its end. */
   bodyComplete = false;
   bytesOut = 0;
-  /** Error id (shared/errors) when the gateway answered instead of the backend. */
-  errorId = 0;
 
   // ---- response cache (workers/cache) ----
   /** This exchange leads a cache fill: its response is copied into the cache as it streams. */

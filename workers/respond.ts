@@ -8,7 +8,6 @@ export function respondError(x: Exchange, id: number): void {
   if (x.cacheFill !== null) x.cacheFill.onLeaderError(id);
   if (x.clientGone || x.phase === Phase.Done) return;
   const spec = errorSpec(id);
-  x.errorId = id;
   x.status = spec.status;
   x.phase = Phase.Done;
   const close = mustClose(x, id) || x.worker.draining;

@@ -3,6 +3,7 @@
 // so it always corks. `res` is never touched once the client has gone (uWS rule).
 import { STATUS_CODES } from 'node:http';
 import { Exchange, Phase } from '../exchange';
+import { endBodiless } from '../end-bodiless';
 import { record } from '../stages/record';
 import { etagMatches, notModifiedSince } from './policy';
 import type { CacheEntry } from './store';
@@ -61,12 +62,8 @@ function writeEntryCorked(): void {
   res.writeHeader('x-cache', curLabel);
   res.writeHeader('via', VIA);
   if (x.worker.draining) res.writeHeader('connection', 'close');
-  if (notModified || e.status === 204) res.endWithoutBody();
-  else if (x.method === 'HEAD') {
-    // As a header: this uWS build's endWithoutBody(length) leaves the response open.
-    res.writeHeader('content-length', String(e.body.length));
-    res.endWithoutBody();
-  }
+  if (notModified || e.status === 204) endBodiless(res, -1);
+  else if (x.method === 'HEAD') endBodiless(res, e.body.length);
   else res.end(e.body);
 }
 

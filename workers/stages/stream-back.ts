@@ -12,6 +12,7 @@
 import { STATUS_CODES } from 'node:http';
 import { E } from '../../src/shared/errors';
 import { Exchange, Phase } from '../exchange';
+import { endBodiless } from '../end-bodiless';
 import { respondError } from '../respond';
 import { failAttempt, noteAnswer } from '../retry';
 import { record } from './record';
@@ -99,7 +100,6 @@ export class UpstreamHandler {
     }
     // Part of the body already left: cut the connection so the client can tell the response
     // is incomplete. Never end it as if it were whole.
-    x.errorId = E.UPSTREAM_RESET;
     x.phase = Phase.Done;
     x.res.close();
     record(x);
@@ -145,10 +145,8 @@ function endCorked(): void {
   const res = x.res;
   if (x.headPending) writeHead(x);
   if (isBodiless(x)) {
-    // HEAD and 304 keep the Content-Length the backend reported. Written as a header: this
-    // uWS build's endWithoutBody(length) leaves the response open and stalls keep-alive.
-    if (x.responseLength >= 0 && x.status !== 204) res.writeHeader('content-length', String(x.responseLength));
-    res.endWithoutBody();
+    // HEAD and 304 keep the Content-Length the backend reported; 204 carries none.
+    endBodiless(res, x.status === 204 ? -1 : x.responseLength);
   } else if (x.responseLength > 0) {
     // Known length fully sent already ends the response in tryEnd (finish ran there).
     return;
