@@ -2,15 +2,14 @@
 // New requests use the new routes at once. Exchanges in flight keep their old route and backend
 // objects and finish on the old pools; a pool whose backend is gone (or whose settings changed)
 // is closed gracefully: undici's close() waits for its queued and running requests.
-import type { Pool } from 'undici';
 import type { ReloadFrame } from '../src/shared/reload-frame';
 import { WorkerTelemetry } from './telemetry';
-import { createRoutes, poolKey, type WorkerState } from './worker-state';
+import { createRoutes, poolKey, type UpstreamPool, type WorkerState } from './worker-state';
 
 /** `flush` sends the telemetry gathered under the old routes before they are replaced. */
 export function applyReload(state: WorkerState, frame: ReloadFrame, flush: () => void): Promise<void> {
   flush();
-  const reuse = new Map<string, Pool>();
+  const reuse = new Map<string, UpstreamPool>();
   for (const r of state.routes) for (const b of r.backends) reuse.set(poolKey(r.config, b.config), b.pool);
   const routes = createRoutes(frame.config, state.backendTable, state.index, frame.rows, reuse);
   state.config = frame.config;

@@ -1,6 +1,6 @@
 // What one proxy worker owns: its routes with their undici pools, its telemetry, its flags.
 // Nothing here is shared with another thread except through src/shared (rings, tables).
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import type { Backend, GatewayConfig, RouteConfig } from '../src/config/config';
 import { BackendTable, backendTableIndexes, type BackendRows } from '../src/shared/backend-table';
 import type { Balancer } from './balancers/balancer';
@@ -8,10 +8,18 @@ import { createBalancer } from './balancers/registry';
 import type { RetryBudget } from './retry-budget';
 import type { WorkerTelemetry } from './telemetry';
 import type { WorkerCache } from './cache/cache';
+import { Http1Pool } from './upstream-pool/pool';
+
+/** What stages need of a backend's connection pool; undici's Pool and Http1Pool both fit. */
+export interface UpstreamPool {
+  dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
+  /** Graceful: running and queued requests finish first. */
+  close(): Promise<void>;
+}
 
 export interface RuntimeBackend {
   readonly config: Backend;
-  readonly pool: Pool;
+  readonly pool: UpstreamPool;
   /** Position in its route's backend list. */
   readonly index: number;
   /** The shared backend table (src/shared/backend-table.ts) and this backend's row in it. */
@@ -54,7 +62,7 @@ export interface WorkerState {
 }
 
 /** `reuse`: pools of the previous config, by poolKey; a pool taken from it is deleted there. */
-export function createRoutes(config: GatewayConfig, table: BackendTable, worker: number, rows: BackendRows = backendTableIndexes(config), reuse?: Map<string, Pool>): RuntimeRoute[] {
+export function createRoutes(config: GatewayConfig, table: BackendTable, worker: number, rows: BackendRows = backendTableIndexes(config), reuse?: Map<string, UpstreamPool>): RuntimeRoute[] {
   return config.routes.map((route, index) => {
     const backends: RuntimeBackend[] = route.backends.map((backend, i) => {
       const stickyId = stickyIdOf(backend.url);
@@ -84,10 +92,10 @@ export function stickyIdOf(url: string): string {
 
 /** Same route, same origin, same pool settings: the pool can be kept across a reload. */
 export function poolKey(route: RouteConfig, backend: Backend): string {
-  return [route.name, backend.origin, route.poolConnections, route.pipelining, route.connectTimeoutMs, route.headersTimeoutMs, route.bodyTimeoutMs, route.idleTimeoutMs].join('\u0000');
+  return [route.name, backend.origin, route.poolConnections, route.pipelining, route.upstreamClient, route.connectTimeoutMs, route.headersTimeoutMs, route.bodyTimeoutMs, route.idleTimeoutMs].join('\u0000');
 }
 
-function takePool(reuse: Map<string, Pool> | undefined, route: RouteConfig, backend: Backend): Pool | undefined {
+function takePool(reuse: Map<string, UpstreamPool> | undefined, route: RouteConfig, backend: Backend): UpstreamPool | undefined {
   if (reuse === undefined) return undefined;
   const key = poolKey(route, backend);
   const pool = reuse.get(key);
@@ -95,7 +103,22 @@ function takePool(reuse: Map<string, Pool> | undefined, route: RouteConfig, back
   return pool;
 }
 
-function createPool(route: RouteConfig, backend: Backend): Pool {
+// Backends' response heads may be larger than undici's 16 KiB default (big cookies, CSP).
+const MAX_RESPONSE_HEAD = 64 * 1024;
+
+/** The lean client serves plain-HTTP backends one request per connection at a time; TLS and
+ * pipelining are undici's. */
+function createPool(route: RouteConfig, backend: Backend): UpstreamPool {
+  if (route.upstreamClient === 'lean' && backend.origin.startsWith('http:') && route.pipelining === 1) {
+    return new Http1Pool(backend.origin, {
+      connections: route.poolConnections,
+      connectTimeout: route.connectTimeoutMs,
+      headersTimeout: route.headersTimeoutMs,
+      bodyTimeout: route.bodyTimeoutMs,
+      keepAliveTimeout: route.idleTimeoutMs,
+      maxHeaderSize: MAX_RESPONSE_HEAD,
+    });
+  }
   return new Pool(backend.origin, {
     connections: route.poolConnections,
     pipelining: route.pipelining,
@@ -104,7 +127,6 @@ function createPool(route: RouteConfig, backend: Backend): Pool {
     bodyTimeout: route.bodyTimeoutMs,
     keepAliveTimeout: route.idleTimeoutMs,
     keepAliveMaxTimeout: route.idleTimeoutMs,
-    // Backends' response heads may be larger than undici's 16 KiB default (big cookies, CSP).
-    maxHeaderSize: 64 * 1024,
+    maxHeaderSize: MAX_RESPONSE_HEAD,
   });
 }

@@ -35,6 +35,8 @@ export interface RouteConfig {
   readonly maxBodySize: number;
   readonly poolConnections: number;
   readonly pipelining: number;
+  /** "lean" (workers/upstream-pool) or "undici"; see workers/worker-state.ts createPool. */
+  readonly upstreamClient: 'lean' | 'undici';
   /** Balancing, health checks, passive ejection, retries, circuit breaker. */
   readonly lb: BalancingConfig;
 }
@@ -287,6 +289,7 @@ function buildRoute(input: unknown, field: string, defaults: RawSettings, index:
     maxBodySize: opt('max-body-size'),
     poolConnections: opt('pool-connections'),
     pipelining: opt('pipelining'),
+    upstreamClient: setting(merged, 'upstream-client', field === 'upstream' ? 'upstream-client' : `${field}.upstream-client`) as 'lean' | 'undici',
     lb: buildBalancing((n) => setting(merged, n, field === 'upstream' ? n : `${field}.${n}`), field === 'upstream' ? '' : `${field}.`),
   };
 }

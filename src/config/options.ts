@@ -59,6 +59,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'max-body-size', kind: 'size', arg: 'SIZE', default: '10mb', perRoute: true, help: 'largest request body accepted (413 above it); 0 means no limit' },
   { name: 'max-header-size', kind: 'size', arg: 'SIZE', default: '16kb', min: 1024, max: MAX_HEADER_SIZE_CEILING, help: 'largest request line + header block accepted (431 above it); at most 96kb' },
   { name: 'pool-connections', kind: 'int', arg: 'N', default: 128, min: 1, max: 65536, perRoute: true, help: 'keep-alive connections per backend, per worker' },
+  { name: 'upstream-client', kind: 'string', arg: 'CLIENT', default: 'lean', choices: ['lean', 'undici'], perRoute: true, help: 'client that talks to backends: lean (ugate\'s own HTTP/1.1 client, the fast path) or undici; https:// backends and --pipelining above 1 always use undici' },
   { name: 'pipelining', kind: 'int', arg: 'N', default: 1, min: 1, max: 128, perRoute: true, help: 'requests in flight on one backend connection (1 = no pipelining)' },
   { name: 'trusted-proxy', kind: 'list', arg: 'IP', help: 'client address whose X-Forwarded-* headers are kept and appended to (repeatable); others are overwritten' },
   { name: 'demo-origin', kind: 'hostport', arg: 'HOST:PORT', default: 'off', help: 'start the built-in demo origin on this address (for trying ugate with nothing else installed); "off" by default' },

@@ -131,8 +131,11 @@ function writeChunkCorked(): void {
     const [ok, done] = res.tryEnd(chunk, x.responseLength);
     if (done) finish(x);
     else if (!ok) {
-      x.unsent = chunk;
-      x.unsentOffset = offset;
+      // Only the tail uWS did not take is kept, copied: the chunk is lent for this call
+      // (the lean client reads every backend socket into one reused buffer).
+      const taken = res.getWriteOffset() - offset;
+      x.unsent = Buffer.from(chunk.subarray(taken));
+      x.unsentOffset = offset + taken;
       block(x);
     }
   } else if (!res.write(chunk)) {

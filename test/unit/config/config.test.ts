@@ -131,6 +131,7 @@ describe('buildConfig: defaults', () => {
       maxBodySize: 10 * 1024 * 1024,
       poolConnections: 128,
       pipelining: 1,
+      upstreamClient: 'lean',
       lb: {
         balance: 'round-robin', hashKey: 'ip', healthPath: null, healthIntervalMs: 5000, healthTimeoutMs: 2000, healthRise: 2, healthFall: 3,
         maxFails: 5, failWindowMs: 10_000, ejectTimeMs: 30_000, retries: 1, retryBudgetPercent: 20,

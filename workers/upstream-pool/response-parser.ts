@@ -1,0 +1,387 @@
+// HTTP/1.1 response parser for the lean upstream client (RFC 9112). Incremental: bytes go in
+// as the socket delivers them, events come out. Strict where a lax reading could be abused:
+// the head must use CRLF line ends, names must be tokens and values free of CR, LF and NUL
+// (ugate re-serialises response headers for its clients, so a stray line break would become
+// response splitting), and conflicting Content-Lengths are refused.
+//
+// The sink may return false from onHead/onBody: the parser then stops where it is, keeps the
+// rest of the bytes, and goes on only when resume() is called (backpressure from the client).
+//
+// Input buffers may be reused by the caller once execute() returns (the pool reads every
+// socket into one shared buffer): body chunks are only lent to the sink for the call, and
+// whatever the parser keeps — the head, a split line, bytes held during a pause — is copied.
+
+export interface ResponseSink {
+  /** Status line and fields, names and values as raw Buffers (views over the read buffer). */
+  onHead(status: number, statusText: string, rawHeaders: Buffer[]): boolean;
+  onBody(chunk: Buffer): boolean;
+  /** The message is complete. `reusable`: the connection may carry another request. */
+  onEnd(reusable: boolean): void;
+}
+
+export class ParseError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+    this.name = 'HTTPParserError';
+  }
+}
+
+const enum State {
+  Head,
+  Length,
+  ChunkSize,
+  ChunkData,
+  ChunkDataEnd,
+  Trailers,
+  UntilClose,
+  Done,
+}
+
+const CR = 13;
+const LF = 10;
+/** Longest chunk-size line (size, extensions) or trailer section line kept while incomplete. */
+const MAX_LINE = 4096;
+/** A chunk size above 2^48 is refused rather than lose precision. */
+const MAX_CHUNK_HEX_DIGITS = 12;
+
+// tchar (RFC 9110 §5.6.2)
+const TOKEN = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~") TOKEN[c.charCodeAt(0)] = 1;
+for (let c = 0x30; c <= 0x39; c++) TOKEN[c] = 1;
+for (let c = 0x41; c <= 0x5a; c++) TOKEN[c] = 1;
+for (let c = 0x61; c <= 0x7a; c++) TOKEN[c] = 1;
+
+export class ResponseParser {
+  private state = State.Done;
+  private headless = false;
+  /** Bytes of a head (or a chunk-size / trailer line) that spans reads. */
+  private partial: Buffer | null = null;
+  /** Bytes read but not yet parsed because the sink asked to pause. */
+  private held: Buffer | null = null;
+  private remaining = 0;
+  private reusable = true;
+  private paused = false;
+  private running = false;
+  private eofSeen = false;
+  /** Seconds from a Keep-Alive: timeout=N hint in the last head, or -1. */
+  keepAliveHint = -1;
+
+  constructor(private readonly sink: ResponseSink, private readonly maxHeadSize: number) {}
+
+  /** Expect a new response; `head` requests get one without a body. */
+  reset(head: boolean): void {
+    this.state = State.Head;
+    this.headless = head;
+    this.partial = null;
+    this.held = null;
+    this.remaining = 0;
+    this.reusable = true;
+    this.paused = false;
+    this.keepAliveHint = -1;
+    this.eofSeen = false;
+  }
+
+  get idle(): boolean {
+    return this.state === State.Done;
+  }
+
+  /** The peer closed, and that will end the response once the sink resumes. */
+  get endsAtEof(): boolean {
+    return this.eofSeen && this.state === State.UntilClose;
+  }
+
+  /** Feed bytes; throws ParseError on a malformed response. `buf` is not kept. */
+  execute(buf: Buffer): void {
+    if (this.held !== null) {
+      this.held = Buffer.concat([this.held, buf]);
+      return;
+    }
+    this.held = buf;
+    if (!this.paused) this.run();
+    if (this.held !== null) this.held = Buffer.from(this.held);
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.run();
+  }
+
+  /** The peer closed its side. True when that ends the response (a close-delimited body,
+   * delivered in full once any pause is over); false when the response was cut short. */
+  eof(): boolean {
+    if (this.state === State.Done) return true;
+    if (this.state !== State.UntilClose) return false;
+    this.eofSeen = true;
+    this.run();
+    return true;
+  }
+
+  private run(): void {
+    if (this.running) return; // resume() from inside a sink call: the loop below goes on
+    this.running = true;
+    try {
+      while (!this.paused && this.state !== State.Done) {
+        // A message may complete without further bytes (Content-Length: 0, a body read whole).
+        if (this.state === State.Length && this.remaining === 0) {
+          this.end();
+          break;
+        }
+        const buf = this.held;
+        if (buf === null) {
+          if (this.eofSeen) this.end();
+          break;
+        }
+        this.step(buf);
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** Keep what follows `used` bytes of `buf` for the next step (before any sink call). */
+  private keep(buf: Buffer, used: number): void {
+    this.held = used < buf.length ? buf.subarray(used) : null;
+  }
+
+  private step(buf: Buffer): void {
+    switch (this.state) {
+      case State.Head:
+        this.head(buf);
+        return;
+      case State.Length:
+      case State.ChunkData: {
+        const n = Math.min(this.remaining, buf.length);
+        this.remaining -= n;
+        this.keep(buf, n);
+        if (this.state === State.ChunkData && this.remaining === 0) this.state = State.ChunkDataEnd;
+        if (!this.sink.onBody(n === buf.length ? buf : buf.subarray(0, n))) this.paused = true;
+        return;
+      }
+      case State.UntilClose:
+        this.held = null;
+        if (!this.sink.onBody(buf)) this.paused = true;
+        return;
+      default:
+        this.line(buf);
+    }
+  }
+
+  private end(): void {
+    // Bytes after a complete response, with no request pipelined: the connection is unusable.
+    if (this.held !== null && this.held.length > 0) this.reusable = false;
+    this.held = null;
+    this.state = State.Done;
+    this.sink.onEnd(this.reusable);
+  }
+
+  // ---- lines of the chunked framing: sizes, the CRLF after data, trailer fields ----
+
+  private line(buf: Buffer): void {
+    let data = buf;
+    if (this.partial !== null) {
+      data = Buffer.concat([this.partial, buf]);
+      this.partial = null;
+    }
+    const lf = data.indexOf(LF);
+    if (lf < 0) {
+      if (data.length > MAX_LINE) throw new ParseError('HPE_CHUNK_EXTENSIONS_OVERFLOW', 'chunk line too long');
+      this.partial = Buffer.from(data); // a copy: `buf` may be a view over a reused read buffer
+      this.held = null;
+      return;
+    }
+    this.keep(data, lf + 1);
+    if (lf === 0 || data[lf - 1] !== CR) throw new ParseError('HPE_LF_EXPECTED', 'chunk line not ended by CRLF');
+    const end = lf - 1;
+    if (this.state === State.ChunkDataEnd) {
+      if (end !== 0) throw new ParseError('HPE_INVALID_CHUNK_SIZE', 'chunk data longer than its size');
+      this.state = State.ChunkSize;
+    } else if (this.state === State.ChunkSize) {
+      this.chunkSize(data, end);
+    } else if (end === 0) {
+      this.end(); // the blank line after the trailer section
+    } else if (!isField(data, 0, end)) {
+      throw new ParseError('HPE_INVALID_HEADER_TOKEN', 'invalid trailer field');
+    }
+  }
+
+  private chunkSize(data: Buffer, end: number): void {
+    let size = 0;
+    let i = 0;
+    for (; i < end; i++) {
+      const d = hexValue(data[i]);
+      if (d < 0) break;
+      size = size * 16 + d;
+    }
+    if (i === 0 || i > MAX_CHUNK_HEX_DIGITS) throw new ParseError('HPE_INVALID_CHUNK_SIZE', 'invalid chunk size');
+    // Chunk extensions (";name=value") are allowed and ignored; nothing else may follow.
+    while (i < end && (data[i] === 0x20 || data[i] === 0x09)) i++;
+    if (i < end && data[i] !== 0x3b) throw new ParseError('HPE_INVALID_CHUNK_SIZE', 'invalid chunk size');
+    if (size === 0) this.state = State.Trailers;
+    else {
+      this.remaining = size;
+      this.state = State.ChunkData;
+    }
+  }
+
+  // ---- the head ----
+
+  private head(buf: Buffer): void {
+    let data = buf;
+    let searchFrom = 0;
+    if (this.partial !== null) {
+      searchFrom = Math.max(0, this.partial.length - 3);
+      data = Buffer.concat([this.partial, buf]);
+      this.partial = null;
+    }
+    const blank = data.indexOf('\r\n\r\n', searchFrom, 'latin1');
+    if (blank < 0 || blank + 4 > this.maxHeadSize) {
+      if (blank >= 0 || data.length > this.maxHeadSize) {
+        throw new ParseError('HPE_HEADER_OVERFLOW', `response head larger than ${this.maxHeadSize} bytes`);
+      }
+      this.partial = Buffer.from(data); // a copy: `buf` may be a view over a reused read buffer
+      this.held = null;
+      return;
+    }
+    this.keep(data, blank + 4);
+    // The head is copied out (small: from Node's buffer pool): the sink keeps views over it.
+    this.parseHead(Buffer.from(data.subarray(0, blank + 2)), blank + 2); // with the last CRLF
+  }
+
+  private parseHead(data: Buffer, headEnd: number): void {
+    // Status line: HTTP/1.x SP 3DIGIT SP reason
+    if (headEnd < 14 || data.toString('latin1', 0, 7) !== 'HTTP/1.' || (data[7] !== 0x31 && data[7] !== 0x30) || data[8] !== 0x20) {
+      throw new ParseError('HPE_INVALID_CONSTANT', 'not an HTTP/1.x status line');
+    }
+    const http10 = data[7] === 0x30;
+    const status = digit(data[9]) * 100 + digit(data[10]) * 10 + digit(data[11]);
+    if (!(status >= 100 && status <= 999) || (data[12] !== 0x20 && data[12] !== CR)) {
+      throw new ParseError('HPE_INVALID_STATUS', 'invalid status code');
+    }
+    if (data.subarray(0, headEnd).indexOf(0) >= 0) throw new ParseError('HPE_INVALID_HEADER_TOKEN', 'NUL in response head');
+    let lf = data.indexOf(LF, 12);
+    checkLineEnd(data, 12, lf);
+    const statusText = data[12] === 0x20 ? data.toString('latin1', 13, lf - 1) : '';
+
+    const raw: Buffer[] = [];
+    let length = -1;
+    let chunked = false;
+    let transferEncoding = false;
+    let close = http10;
+    let pos = lf + 1;
+    while (pos < headEnd) {
+      lf = data.indexOf(LF, pos);
+      checkLineEnd(data, pos, lf);
+      const end = lf - 1;
+      const colon = fieldColon(data, pos, end);
+      let vs = colon + 1;
+      while (vs < end && (data[vs] === 0x20 || data[vs] === 0x09)) vs++;
+      let ve = end;
+      while (ve > vs && (data[ve - 1] === 0x20 || data[ve - 1] === 0x09)) ve--;
+      const nameLen = colon - pos;
+      raw.push(data.subarray(pos, colon), data.subarray(vs, ve));
+      if (nameLen === 14 && equalsLower(data, pos, 'content-length')) {
+        const n = parseLength(data, vs, ve);
+        if (length !== -1 && length !== n) throw new ParseError('HPE_UNEXPECTED_CONTENT_LENGTH', 'conflicting Content-Length');
+        length = n;
+      } else if (nameLen === 17 && equalsLower(data, pos, 'transfer-encoding')) {
+        transferEncoding = true;
+        // Only a final "chunked" frames the body; any other coding last means read to close.
+        chunked = /(^|,)[ \t]*chunked[ \t]*$/i.test(data.toString('latin1', vs, ve));
+      } else if (nameLen === 10 && equalsLower(data, pos, 'connection')) {
+        if (ve - vs === 10 && equalsLower(data, vs, 'keep-alive')) {
+          if (http10) close = false;
+          pos = lf + 1;
+          continue;
+        }
+        const v = data.toString('latin1', vs, ve).toLowerCase();
+        if (/(^|,)\s*close\s*(,|$)/.test(v)) close = true;
+        else if (http10 && /(^|,)\s*keep-alive\s*(,|$)/.test(v)) close = false;
+      } else if (nameLen === 10 && equalsLower(data, pos, 'keep-alive')) {
+        const m = /timeout\s*=\s*(\d+)/i.exec(data.toString('latin1', vs, ve));
+        if (m !== null) this.keepAliveHint = Number(m[1]);
+      }
+      pos = lf + 1;
+    }
+
+    if (status < 200) {
+      // Interim response (100, 103): its head is reported, then the real one follows.
+      if (status === 101) throw new ParseError('HPE_INVALID_STATUS', 'unexpected 101 Switching Protocols');
+      this.sink.onHead(status, statusText, raw);
+      this.keepAliveHint = -1;
+      return;
+    }
+    if (close) this.reusable = false;
+    if (this.headless || status === 204 || status === 304) {
+      // No body whatever the fields say (RFC 9112 §6.3, items 1 and 2).
+      this.state = State.Length;
+      this.remaining = 0;
+    } else if (transferEncoding) {
+      // Transfer-Encoding overrides Content-Length; the pair is a smuggling shape, so the
+      // connection is not trusted with another request.
+      if (length !== -1) this.reusable = false;
+      if (chunked) this.state = State.ChunkSize;
+      else {
+        this.state = State.UntilClose;
+        this.reusable = false;
+      }
+    } else if (length >= 0) {
+      this.state = State.Length;
+      this.remaining = length;
+    } else {
+      this.state = State.UntilClose;
+      this.reusable = false;
+    }
+    if (!this.sink.onHead(status, statusText, raw)) this.paused = true;
+  }
+}
+
+function checkLineEnd(data: Buffer, from: number, lf: number): void {
+  // Every line ends in CRLF, and no other CR may appear in it.
+  if (lf < 1 || data[lf - 1] !== CR || data.indexOf(CR, from) !== lf - 1) {
+    throw new ParseError('HPE_LF_EXPECTED', 'response head line not ended by CRLF');
+  }
+}
+
+/** Index of the colon of a field line [from, end), or throws (also for obs-fold). */
+function fieldColon(data: Buffer, from: number, end: number): number {
+  let i = from;
+  while (i < end && TOKEN[data[i]] === 1) i++;
+  if (i === from || i === end || data[i] !== 0x3a) throw new ParseError('HPE_INVALID_HEADER_TOKEN', 'invalid response header name');
+  return i;
+}
+
+function isField(data: Buffer, from: number, end: number): boolean {
+  let i = from;
+  while (i < end && TOKEN[data[i]] === 1) i++;
+  return i > from && i < end && data[i] === 0x3a && data.indexOf(CR, from) === end;
+}
+
+function parseLength(data: Buffer, from: number, to: number): number {
+  if (to - from < 1 || to - from > 15) throw new ParseError('HPE_INVALID_CONTENT_LENGTH', 'invalid Content-Length');
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const d = data[i] - 0x30;
+    if (d < 0 || d > 9) throw new ParseError('HPE_INVALID_CONTENT_LENGTH', 'invalid Content-Length');
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+function digit(c: number): number {
+  const d = c - 0x30;
+  return d >= 0 && d <= 9 ? d : NaN;
+}
+
+function hexValue(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  const l = c | 0x20;
+  if (l >= 0x61 && l <= 0x66) return l - 0x61 + 10;
+  return -1;
+}
+
+/** Case-insensitive compare of bytes at `from` with a lower-case ASCII name. */
+function equalsLower(data: Buffer, from: number, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) if ((data[from + i] | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
+}
