@@ -2,7 +2,7 @@
 // when undici stops reading (slow backend) the buffer fills and the client's socket is paused;
 // when undici reads again the socket is resumed.
 import { Readable } from 'node:stream';
-import type { Exchange } from './exchange';
+import { Phase, type Exchange } from './exchange';
 
 const HIGH_WATER_MARK = 64 * 1024;
 
@@ -27,7 +27,9 @@ export class RequestBody extends Readable {
   override _read(): void {
     if (this.paused) {
       this.paused = false;
-      if (!this.x.clientGone) this.x.res.resume();
+      // uWS throws on any use of a response that has ended (an early answer, a 413) or whose
+      // client left; the upload then stays paused until uWS closes the connection.
+      if (!this.x.clientGone && this.x.phase !== Phase.Done) this.x.res.resume();
     }
   }
 }

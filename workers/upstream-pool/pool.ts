@@ -115,7 +115,13 @@ export class Http1Pool {
   }
 
   private assign(req: PendingRequest): void {
-    const conn = this.idle.pop();
+    let conn = this.idle.pop();
+    // An idle connection past its keep-alive deadline may be closing at the backend already;
+    // the sweep may not have reached it yet.
+    while (conn !== undefined && conn.deadline <= performance.now()) {
+      conn.destroy();
+      conn = this.idle.pop();
+    }
     if (conn !== undefined) conn.start(req);
     else if (this.all.size < this.options.connections) this.connect(req);
     else this.queue.push(req);
@@ -293,7 +299,7 @@ class Connection implements ResponseSink {
     const onEnd = (): void => {
       if (this.body !== body) return;
       if (chunked) socket.write('0\r\n\r\n', 'latin1');
-      this.detachBody(false);
+      this.detachBody();
       this.bodyDone = true;
       this.startHeadersWait();
     };
@@ -309,13 +315,12 @@ class Connection implements ResponseSink {
     body.once('error', onGone);
   }
 
-  /** Stop sending the body; `discard` lets the client's remaining bytes flow into nothing. */
-  private detachBody(discard: boolean): void {
+  /** Stop sending the body: what the client still sends is dropped. */
+  private detachBody(): void {
     const body = this.body;
     if (body === null) return;
     this.body = null;
     body.removeAllListeners('data');
-    if (discard) body.resume();
   }
 
   // ---- the response (ResponseSink) ----
@@ -341,7 +346,7 @@ class Connection implements ResponseSink {
     if (!this.bodyDone) {
       // The backend answered before reading the whole body (an early 413, say): the
       // connection is out of step with the body, so it is not reused.
-      this.detachBody(true);
+      this.detachBody();
       this.bodyDone = true;
       reusable = false;
     }
@@ -432,7 +437,7 @@ class Connection implements ResponseSink {
   private fail(err: Error): void {
     const req = this.req;
     this.req = null;
-    this.detachBody(false);
+    this.detachBody();
     this.destroy();
     if (req === null || req.settled) return;
     req.conn = null;
@@ -444,7 +449,7 @@ class Connection implements ResponseSink {
     if (this.req !== req) return;
     this.req = null;
     req.conn = null;
-    this.detachBody(true);
+    this.detachBody();
     this.destroy();
   }
 

@@ -39,7 +39,7 @@ const enum State {
 
 const CR = 13;
 const LF = 10;
-/** Longest chunk-size line (size, extensions) or trailer section line kept while incomplete. */
+/** Longest chunk-size line (size, extensions) or trailer section line, CRLF included. */
 const MAX_LINE = 4096;
 /** A chunk size above 2^48 is refused rather than lose precision. */
 const MAX_CHUNK_HEX_DIGITS = 12;
@@ -190,6 +190,8 @@ export class ResponseParser {
       this.held = null;
       return;
     }
+    // The same limit for a line read whole: otherwise its fate would depend on how reads fall.
+    if (lf + 1 > MAX_LINE) throw new ParseError('HPE_CHUNK_EXTENSIONS_OVERFLOW', 'chunk line too long');
     this.keep(data, lf + 1);
     if (lf === 0 || data[lf - 1] !== CR) throw new ParseError('HPE_LF_EXPECTED', 'chunk line not ended by CRLF');
     const end = lf - 1;
@@ -235,6 +237,10 @@ export class ResponseParser {
       this.partial = null;
     }
     const blank = data.indexOf('\r\n\r\n', searchFrom, 'latin1');
+    if (blank < 0 && bareLineFeed(data)) {
+      // Refused at once: a head ended by bare LFs would otherwise wait for the headers timeout.
+      throw new ParseError('HPE_LF_EXPECTED', 'response head line not ended by CRLF');
+    }
     if (blank < 0 || blank + 4 > this.maxHeadSize) {
       if (blank >= 0 || data.length > this.maxHeadSize) {
         throw new ParseError('HPE_HEADER_OVERFLOW', `response head larger than ${this.maxHeadSize} bytes`);
@@ -317,9 +323,9 @@ export class ResponseParser {
       this.state = State.Length;
       this.remaining = 0;
     } else if (transferEncoding) {
-      // Transfer-Encoding overrides Content-Length; the pair is a smuggling shape, so the
-      // connection is not trusted with another request.
-      if (length !== -1) this.reusable = false;
+      // Both framings at once is a smuggling shape (RFC 9112 §6.3 says to treat it as an
+      // error); forwarding it would also mean rewriting the length the client is told.
+      if (length !== -1) throw new ParseError('HPE_UNEXPECTED_CONTENT_LENGTH', 'Content-Length together with Transfer-Encoding');
       if (chunked) this.state = State.ChunkSize;
       else {
         this.state = State.UntilClose;
@@ -341,6 +347,12 @@ function checkLineEnd(data: Buffer, from: number, lf: number): void {
   if (lf < 1 || data[lf - 1] !== CR || data.indexOf(CR, from) !== lf - 1) {
     throw new ParseError('HPE_LF_EXPECTED', 'response head line not ended by CRLF');
   }
+}
+
+/** Some line of an unfinished head ends in LF without CR. */
+function bareLineFeed(data: Buffer): boolean {
+  for (let lf = data.indexOf(LF); lf >= 0; lf = data.indexOf(LF, lf + 1)) if (lf === 0 || data[lf - 1] !== CR) return true;
+  return false;
 }
 
 /** Index of the colon of a field line [from, end), or throws (also for obs-fold). */

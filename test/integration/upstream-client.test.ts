@@ -1,0 +1,244 @@
+// The lean upstream client (workers/upstream-pool) against backends that answer byte by byte
+// as scripted: framing variants, connection reuse, pool limits, timeouts and malformed heads.
+// The general proxy, streaming and error suites run on it too (it is the default client).
+import type { Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startOrigin, startRawOrigin, sha256, type Origin } from '../helpers/origin';
+import { rawRequest } from '../helpers/raw';
+import { startUgate, type Ugate } from '../helpers/ugate';
+
+type Step = string | Buffer | number | 'end';
+
+/** Write the parts in order (numbers are pauses in ms; 'end' closes the connection). */
+async function send(sock: Socket, parts: Step[]): Promise<void> {
+  for (const p of parts) {
+    if (sock.destroyed) return;
+    if (p === 'end') sock.end();
+    else if (typeof p === 'number') await new Promise((r) => setTimeout(r, p));
+    else sock.write(p);
+  }
+}
+
+/** A raw origin answering each request head (GET, no body) with the steps `script` gives. */
+function scriptedOrigin(script: (path: string) => Step[]) {
+  return startRawOrigin((sock) => {
+    let pending = '';
+    let chain = Promise.resolve();
+    sock.on('data', (d: Buffer) => {
+      pending += d.toString('latin1');
+      let at: number;
+      while ((at = pending.indexOf('\r\n\r\n')) >= 0) {
+        const path = pending.slice(0, at).split(' ')[1];
+        pending = pending.slice(at + 4);
+        chain = chain.then(() => send(sock, script(path)));
+      }
+    });
+  });
+}
+
+const BIG = Buffer.alloc(100_000, 'abcdefghijklmnopqrstuvwxyz0123456789');
+
+const SCRIPTS: Record<string, Step[]> = {
+  '/ok': ['HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'],
+  '/trickled-chunks': [
+    'HTTP/1.1 200 OK\r\nTransfer-',
+    20,
+    'Encoding: chunked\r\n\r\n4;name=value\r',
+    20,
+    '\nWiki\r\n5\r\npe',
+    20,
+    'dia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nExpires: never\r\n\r',
+    20,
+    '\n',
+  ],
+  '/until-close': ['HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n', BIG.subarray(0, 40_000), 10, BIG.subarray(40_000), 'end'],
+  '/early-hints': ['HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n', 20, 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal'],
+  '/te-and-cl': ['HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nchunky\r\n0\r\n\r\n'],
+  '/trailing-bytes': ['HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA'],
+  '/conflicting-length': ['HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok'],
+  '/bare-lf': ['HTTP/1.1 200 OK\nContent-Length: 2\n\nok'],
+  '/obs-fold': ['HTTP/1.1 200 OK\r\nX-A: one\r\n  two\r\nContent-Length: 2\r\n\r\nok'],
+  '/injected-cr': ['HTTP/1.1 200 OK\r\nX-A: one\rSet-Cookie: evil=1\r\nContent-Length: 2\r\n\r\nok'],
+  '/bad-chunk': ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n'],
+  '/stall-mid-body': ['HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789', 5000],
+  '/hint': ['HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1\r\nContent-Length: 2\r\n\r\nok'],
+};
+
+describe('lean upstream client: response framing and reuse', () => {
+  let origin: Awaited<ReturnType<typeof scriptedOrigin>>;
+  let u: Ugate;
+
+  beforeAll(async () => {
+    origin = await scriptedOrigin((path) => SCRIPTS[path] ?? ['HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n']);
+    u = await startUgate(['--upstream', origin.url, '--body-timeout', '400ms', '--retries', '0'], { workers: 1 });
+  });
+  afterAll(async () => {
+    await u.stop();
+    await origin.close();
+  });
+
+  /** Origin connections opened while `run` ran. */
+  async function newConnections(run: () => Promise<void>): Promise<number> {
+    const before = origin.connections;
+    await run();
+    return origin.connections - before;
+  }
+
+  it('keeps one backend connection for sequential requests', async () => {
+    await fetch(u.url + '/ok');
+    const opened = await newConnections(async () => {
+      for (let i = 0; i < 20; i++) {
+        const r = await fetch(u.url + '/ok');
+        expect(await r.text()).toBe('ok');
+      }
+    });
+    expect(opened).toBe(0);
+  });
+
+  it('decodes a chunked body trickled in odd pieces, with chunk extensions and trailers, and reuses the connection', async () => {
+    await fetch(u.url + '/ok');
+    const opened = await newConnections(async () => {
+      for (let i = 0; i < 3; i++) {
+        const r = await fetch(u.url + '/trickled-chunks');
+        expect(r.status).toBe(200);
+        expect(await r.text()).toBe('Wikipedia in\r\n\r\nchunks.');
+      }
+    });
+    expect(opened).toBe(0);
+  });
+
+  /** After `path`, the next request needs a new connection: that one was not kept. */
+  async function notReusedAfter(path: string, check: (r: Response) => Promise<void>): Promise<void> {
+    await fetch(u.url + '/ok');
+    await check(await fetch(u.url + path));
+    expect(await newConnections(async () => void (await fetch(u.url + '/ok')).text())).toBe(1);
+  }
+
+  it('reads a body delimited by the backend closing, whole, and opens a new connection after it', async () => {
+    await notReusedAfter('/until-close', async (r) => {
+      expect(r.status).toBe(200);
+      expect(sha256(Buffer.from(await r.arrayBuffer()))).toBe(sha256(BIG));
+    });
+  });
+
+  it('skips an interim 103 Early Hints and forwards the final response', async () => {
+    const r = await fetch(u.url + '/early-hints');
+    expect(r.status).toBe(200);
+    expect(await r.text()).toBe('final');
+  });
+
+  it('bytes after a complete response: the response is forwarded, the connection is dropped', async () => {
+    await notReusedAfter('/trailing-bytes', async (r) => expect(await r.text()).toBe('ok'));
+  });
+
+  it('502 UPSTREAM_BAD_RESPONSE for heads a lax parser would let through (Transfer-Encoding with Content-Length, conflicting lengths, bare LF, obs-fold, a CR inside a value, a bad chunk size)', async () => {
+    const start = Date.now();
+    for (const path of ['/te-and-cl', '/conflicting-length', '/bare-lf', '/obs-fold', '/injected-cr', '/bad-chunk']) {
+      const r = await fetch(u.url + path);
+      const body = await r.text();
+      if (path === '/bad-chunk') {
+        // The head was fine and may already be on its way: either a 502 or a cut response.
+        expect(r.status === 502 || body !== 'ok').toBe(true);
+        continue;
+      }
+      expect(r.status, path).toBe(502);
+      expect(r.headers.get('x-ugate-error'), path).toBe('UGATE_ERR_UPSTREAM_BAD_RESPONSE');
+      expect(r.headers.get('set-cookie'), path).toBeNull();
+    }
+    expect(Date.now() - start).toBeLessThan(3000); // refused at once, not left to a timeout
+    expect(await (await fetch(u.url + '/ok')).text()).toBe('ok');
+  });
+
+  it('a backend stalling mid-body past --body-timeout: the client sees the response cut, never completed', async () => {
+    const start = Date.now();
+    const r = await rawRequest(u.port, ['GET /stall-mid-body HTTP/1.1\r\nHost: t\r\n\r\n'], 4000);
+    expect(r.closed).toBe(true);
+    expect(Date.now() - start).toBeLessThan(3000);
+    expect(r.status).toBe(200);
+    expect(r.text.endsWith('0123456789')).toBe(true); // 10 of the 100 promised bytes, then the cut
+    expect(await (await fetch(u.url + '/ok')).text()).toBe('ok');
+  });
+
+  it('honours the backend\'s Keep-Alive timeout hint: no reuse at or past it', async () => {
+    // timeout=1 leaves no safe margin (ugate stops reusing a second early): every request
+    // gets a fresh connection, and none fails on a connection the backend is closing.
+    await fetch(u.url + '/hint'); // retires the connection earlier tests left idle
+    const opened = await newConnections(async () => {
+      for (let i = 0; i < 3; i++) expect(await (await fetch(u.url + '/hint')).text()).toBe('ok');
+    });
+    expect(opened).toBe(3);
+  });
+});
+
+describe('lean upstream client: pool limit, early answers, the undici fallback', () => {
+  let slow: Origin;
+  let peak = 0;
+  let open = 0;
+
+  beforeAll(async () => {
+    slow = await startOrigin((req, res) => {
+      if (req.url === '/early') return; // handled below, before the body is read
+      setTimeout(() => res.end('slow'), 150);
+    });
+    slow.server.on('connection', (sock) => {
+      peak = Math.max(peak, ++open);
+      sock.once('close', () => open--);
+    });
+  });
+  afterAll(async () => {
+    await slow.close();
+  });
+
+  it('--pool-connections caps connections per backend; the queued requests are all served', async () => {
+    const u = await startUgate(['--upstream', slow.url, '--pool-connections', '2'], { workers: 1 });
+    try {
+      peak = 0;
+      const results = await Promise.all(Array.from({ length: 10 }, () => fetch(u.url + '/q').then((r) => r.text())));
+      expect(results).toEqual(new Array(10).fill('slow'));
+      expect(peak).toBeLessThanOrEqual(2);
+    } finally {
+      await u.stop();
+    }
+  });
+
+  it('a backend answering before it read the upload: the answer is forwarded, the next request works', async () => {
+    const early = await startOrigin(
+      (req, res) => {
+        if (req.method === 'POST') {
+          // Node's server then drains the unread body itself; closing at once instead would
+          // race a reset against the answer (the kernel may drop unread bytes on RST).
+          res.writeHead(413).end('too big');
+          return;
+        }
+        res.end('after');
+      },
+      { readBodyFirst: false },
+    );
+    const u = await startUgate(['--upstream', early.url], { workers: 1 });
+    try {
+      const r = await fetch(u.url + '/upload', { method: 'POST', body: Buffer.alloc(2 * 1024 * 1024, 1) });
+      expect(r.status).toBe(413);
+      expect(await r.text()).toBe('too big');
+      expect(await (await fetch(u.url + '/next')).text()).toBe('after');
+    } finally {
+      await u.stop();
+      await early.close();
+    }
+  });
+
+  it('--upstream-client undici still proxies bodies both ways and maps its errors alike', async () => {
+    const echo = await startOrigin((req, res, seen) => res.end(seen.bodySha256));
+    const u = await startUgate(['--upstream', echo.url, '--upstream-client', 'undici'], { workers: 1 });
+    try {
+      const body = Buffer.alloc(300_000, 7);
+      const r = await fetch(u.url + '/echo', { method: 'POST', body });
+      expect(await r.text()).toBe(sha256(body));
+      await echo.close();
+      const down = await fetch(u.url + '/echo');
+      expect(down.status).toBe(502);
+      expect(down.headers.get('x-ugate-error')).toBe('UGATE_ERR_UPSTREAM_CONNECT');
+    } finally {
+      await u.stop();
+    }
+  });
+});
