@@ -326,13 +326,16 @@ class Connection implements ResponseSink {
   // ---- the response (ResponseSink) ----
 
   onHead(status: number, statusText: string, rawHeaders: Buffer[]): boolean {
-    const req = this.req!;
-    if (status >= 200) {
-      this.waiting = Wait.Body;
-      const bodyTimeout = this.pool.options.bodyTimeout;
-      this.deadline = bodyTimeout > 0 ? performance.now() + bodyTimeout : 0;
+    const handler = this.req!.handler;
+    if (status < 200) {
+      // Interim (100, 103): reported, never a reason to pause; the final head follows.
+      handler.onHeaders!(status, rawHeaders, this.resumeReading, statusText);
+      return true;
     }
-    return this.delivered(req.handler.onHeaders!(status, rawHeaders, this.resumeReading, statusText));
+    this.waiting = Wait.Body;
+    const bodyTimeout = this.pool.options.bodyTimeout;
+    this.deadline = bodyTimeout > 0 ? performance.now() + bodyTimeout : 0;
+    return this.delivered(handler.onHeaders!(status, rawHeaders, this.resumeReading, statusText));
   }
 
   onBody(chunk: Buffer): boolean {

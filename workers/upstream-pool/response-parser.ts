@@ -87,7 +87,12 @@ export class ResponseParser {
 
   /** The peer closed, and that will end the response once the sink resumes. */
   get endsAtEof(): boolean {
-    return this.eofSeen && this.state === State.UntilClose;
+    return (this.eofSeen && this.state === State.UntilClose) || this.completeButPaused;
+  }
+
+  /** Every byte of the body arrived; onEnd waits for the sink to resume. */
+  private get completeButPaused(): boolean {
+    return this.paused && this.state === State.Length && this.remaining === 0;
   }
 
   /** Feed bytes; throws ParseError on a malformed response. `buf` is not kept. */
@@ -110,7 +115,7 @@ export class ResponseParser {
   /** The peer closed its side. True when that ends the response (a close-delimited body,
    * delivered in full once any pause is over); false when the response was cut short. */
   eof(): boolean {
-    if (this.state === State.Done) return true;
+    if (this.state === State.Done || this.completeButPaused) return true;
     if (this.state !== State.UntilClose) return false;
     this.eofSeen = true;
     this.run();
@@ -237,7 +242,7 @@ export class ResponseParser {
       this.partial = null;
     }
     const blank = data.indexOf('\r\n\r\n', searchFrom, 'latin1');
-    if (blank < 0 && bareLineFeed(data)) {
+    if (blank < 0 && bareLineFeed(data, searchFrom)) {
       // Refused at once: a head ended by bare LFs would otherwise wait for the headers timeout.
       throw new ParseError('HPE_LF_EXPECTED', 'response head line not ended by CRLF');
     }
@@ -317,7 +322,8 @@ export class ResponseParser {
       this.keepAliveHint = -1;
       return;
     }
-    if (close) this.reusable = false;
+    // An HTTP/1.0 message with Transfer-Encoding closes the connection (RFC 9112 §6.1).
+    if (close || (http10 && transferEncoding)) this.reusable = false;
     if (this.headless || status === 204 || status === 304) {
       // No body whatever the fields say (RFC 9112 §6.3, items 1 and 2).
       this.state = State.Length;
@@ -350,8 +356,8 @@ function checkLineEnd(data: Buffer, from: number, lf: number): void {
 }
 
 /** Some line of an unfinished head ends in LF without CR. */
-function bareLineFeed(data: Buffer): boolean {
-  for (let lf = data.indexOf(LF); lf >= 0; lf = data.indexOf(LF, lf + 1)) if (lf === 0 || data[lf - 1] !== CR) return true;
+function bareLineFeed(data: Buffer, from: number): boolean {
+  for (let lf = data.indexOf(LF, from); lf >= 0; lf = data.indexOf(LF, lf + 1)) if (lf === 0 || data[lf - 1] !== CR) return true;
   return false;
 }
 

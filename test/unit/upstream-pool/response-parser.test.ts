@@ -801,4 +801,24 @@ describe('ResponseParser: eof()', () => {
     p.resume();
     expect(sink.log).toEqual(['head:200', 'body:one', 'body:two', 'end:false']);
   });
+
+  it('paused on the last bytes of a Content-Length body: eof() is not a cut, onEnd comes on resume()', () => {
+    const { p, sink } = setup();
+    sink.bodyResult = () => false;
+    feed(p, 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nwhole');
+    expect(sink.ends).toEqual([]);
+    expect(p.eof()).toBe(true);
+    expect(p.endsAtEof).toBe(true);
+    p.resume();
+    expect(sink.log).toEqual(['head:200', 'body:whole', 'end:true']);
+  });
+});
+
+describe('ResponseParser: HTTP/1.0 framing', () => {
+  it('an HTTP/1.0 response with Transfer-Encoding closes the connection even with keep-alive (RFC 9112 §6.1)', () => {
+    const { p, sink } = setup();
+    feed(p, 'HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n');
+    expect(sink.body).toBe('ok');
+    expect(sink.ends).toEqual([false]);
+  });
 });
