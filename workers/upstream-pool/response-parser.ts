@@ -256,12 +256,14 @@ export class ResponseParser {
     }
     this.keep(data, blank + 4);
     // The head is copied out (small: from Node's buffer pool): the sink keeps views over it.
-    this.parseHead(Buffer.from(data.subarray(0, blank + 2)), blank + 2); // with the last CRLF
+    const head = Buffer.allocUnsafe(blank + 2); // with the CRLF of the last field line
+    data.copy(head, 0, 0, blank + 2);
+    this.parseHead(head, blank + 2);
   }
 
   private parseHead(data: Buffer, headEnd: number): void {
     // Status line: HTTP/1.x SP 3DIGIT SP reason
-    if (headEnd < 14 || data.toString('latin1', 0, 7) !== 'HTTP/1.' || (data[7] !== 0x31 && data[7] !== 0x30) || data[8] !== 0x20) {
+    if (headEnd < 14 || !isHttp1(data) || (data[7] !== 0x31 && data[7] !== 0x30) || data[8] !== 0x20) {
       throw new ParseError('HPE_INVALID_CONSTANT', 'not an HTTP/1.x status line');
     }
     const http10 = data[7] === 0x30;
@@ -269,21 +271,18 @@ export class ResponseParser {
     if (!(status >= 100 && status <= 999) || (data[12] !== 0x20 && data[12] !== CR)) {
       throw new ParseError('HPE_INVALID_STATUS', 'invalid status code');
     }
-    if (data.subarray(0, headEnd).indexOf(0) >= 0) throw new ParseError('HPE_INVALID_HEADER_TOKEN', 'NUL in response head');
-    let lf = data.indexOf(LF, 12);
-    checkLineEnd(data, 12, lf);
-    const statusText = data[12] === 0x20 ? data.toString('latin1', 13, lf - 1) : '';
+    let cr = lineEnd(data, 12);
+    const statusText = data[12] !== 0x20 ? '' : cr === 15 && data[13] === 0x4f && data[14] === 0x4b ? 'OK' : data.toString('latin1', 13, cr);
 
     const raw: Buffer[] = [];
     let length = -1;
     let chunked = false;
     let transferEncoding = false;
     let close = http10;
-    let pos = lf + 1;
+    let pos = cr + 2;
     while (pos < headEnd) {
-      lf = data.indexOf(LF, pos);
-      checkLineEnd(data, pos, lf);
-      const end = lf - 1;
+      cr = lineEnd(data, pos);
+      const end = cr;
       const colon = fieldColon(data, pos, end);
       let vs = colon + 1;
       while (vs < end && (data[vs] === 0x20 || data[vs] === 0x09)) vs++;
@@ -302,7 +301,7 @@ export class ResponseParser {
       } else if (nameLen === 10 && equalsLower(data, pos, 'connection')) {
         if (ve - vs === 10 && equalsLower(data, vs, 'keep-alive')) {
           if (http10) close = false;
-          pos = lf + 1;
+          pos = cr + 2;
           continue;
         }
         const v = data.toString('latin1', vs, ve).toLowerCase();
@@ -312,7 +311,7 @@ export class ResponseParser {
         const m = /timeout\s*=\s*(\d+)/i.exec(data.toString('latin1', vs, ve));
         if (m !== null) this.keepAliveHint = Number(m[1]);
       }
-      pos = lf + 1;
+      pos = cr + 2;
     }
 
     if (status < 200) {
@@ -348,11 +347,23 @@ export class ResponseParser {
   }
 }
 
-function checkLineEnd(data: Buffer, from: number, lf: number): void {
-  // Every line ends in CRLF, and no other CR may appear in it.
-  if (lf < 1 || data[lf - 1] !== CR || data.indexOf(CR, from) !== lf - 1) {
-    throw new ParseError('HPE_LF_EXPECTED', 'response head line not ended by CRLF');
+/** Index of the CR ending the head line that starts at `from`. Every line ends in CRLF; a
+ * lone CR or LF, or a NUL, anywhere in it is refused. One pass in JS: head lines are short,
+ * and native indexOf calls cost more than the loop. */
+function lineEnd(data: Buffer, from: number): number {
+  for (let i = from; i < data.length; i++) {
+    const c = data[i];
+    if (c > CR) continue;
+    if (c === CR && data[i + 1] === LF) return i;
+    if (c === 0) throw new ParseError('HPE_INVALID_HEADER_TOKEN', 'NUL in response head');
+    if (c === CR || c === LF) break;
   }
+  throw new ParseError('HPE_LF_EXPECTED', 'response head line not ended by CRLF');
+}
+
+function isHttp1(d: Buffer): boolean {
+  // "HTTP/1."
+  return d[0] === 0x48 && d[1] === 0x54 && d[2] === 0x54 && d[3] === 0x50 && d[4] === 0x2f && d[5] === 0x31 && d[6] === 0x2e;
 }
 
 /** Some line of an unfinished head ends in LF without CR. */
