@@ -17,7 +17,7 @@ export class RequestBody extends Readable {
 
   /** Called from uWS onData: the chunk's memory is only valid during the call, so copy it. */
   pushChunk(chunk: ArrayBuffer, isLast: boolean): void {
-    if (chunk.byteLength > 0 && !this.push(Buffer.from(chunk.slice(0))) && !isLast && !this.paused) {
+    if (chunk.byteLength > 0 && !this.push(Buffer.from(new Uint8Array(chunk))) && !isLast && !this.paused) {
       this.paused = true;
       this.x.res.pause();
     }

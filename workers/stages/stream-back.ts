@@ -127,15 +127,18 @@ function writeChunkCorked(): void {
   const res = x.res;
   if (x.headPending) writeHead(x);
   if (x.responseLength >= 0) {
-    const offset = res.getWriteOffset();
     const [ok, done] = res.tryEnd(chunk, x.responseLength);
     if (done) finish(x);
     else if (!ok) {
+      // uWS's write offset counts body bytes, and every earlier chunk was taken whole (the
+      // backend is paused while a tail is unsent), so the offset before this chunk is known
+      // without asking uWS on every write.
+      const before = x.bytesOut - chunk.length;
+      const taken = res.getWriteOffset() - before;
       // Only the tail uWS did not take is kept, copied: the chunk is lent for this call
       // (the lean client reads every backend socket into one reused buffer).
-      const taken = res.getWriteOffset() - offset;
       x.unsent = Buffer.from(chunk.subarray(taken));
-      x.unsentOffset = offset + taken;
+      x.unsentOffset = before + taken;
       block(x);
     }
   } else if (!res.write(chunk)) {

@@ -79,7 +79,9 @@ function onClientData(x: Exchange, chunk: ArrayBuffer, isLast: boolean): void {
   if (x.dispatchOptions === null) {
     if (x.phase === Phase.Done) return;
     if (isLast) {
-      dispatch(x, Buffer.from(chunk.slice(0)));
+      // Copied through a view: small bodies land in Node's pooled slab instead of a fresh
+      // ArrayBuffer (external memory that V8 has to account and collect).
+      dispatch(x, Buffer.from(new Uint8Array(chunk)));
       return;
     }
     x.body = new RequestBody(x);

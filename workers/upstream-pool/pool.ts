@@ -215,8 +215,12 @@ class Connection implements ResponseSink {
     this.connected = true;
     this.socket.setKeepAlive(true, 60_000);
     const req = this.req;
-    if (req === null) this.pool.release(this, -1);
-    else this.start(req);
+    if (req !== null) this.start(req);
+    else {
+      // Its request was aborted while connecting: the connection serves the next one.
+      this.waiting = Wait.Idle;
+      this.pool.release(this, -1);
+    }
   }
 
   start(req: PendingRequest): void {
