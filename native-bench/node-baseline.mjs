@@ -30,6 +30,9 @@ function forwardable(headers) {
 const server = http.createServer((req, res) => {
   const headers = forwardable(req.headers);
   headers.host = upstream.host;
+  // Like every target here, tell the backend who the client is.
+  const xff = req.headers['x-forwarded-for'];
+  headers['x-forwarded-for'] = xff ? `${xff}, ${req.socket.remoteAddress}` : req.socket.remoteAddress;
   const up = http.request(
     { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers, agent },
     (ur) => {

@@ -500,6 +500,9 @@ ${cacheHttp}
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            # ugate adds X-Forwarded-For by default: every proxy here tells the backend
+            # who the client is, so they do the same work.
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
 ${cacheLoc}        }
     }
 }
@@ -520,6 +523,7 @@ defaults
     timeout server 60s
     timeout http-keep-alive 60s
     http-reuse always
+    option forwardfor
 
 frontend fe
     bind 127.0.0.1:${port}

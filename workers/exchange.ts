@@ -5,6 +5,7 @@ import type { Dispatcher } from 'undici';
 import type { RuntimeBackend, RuntimeRoute, WorkerState } from './worker-state';
 import type { RequestBody } from './request-body';
 import type { CacheFill } from './cache/fill';
+import { peerAddress } from './peer';
 
 export const enum Phase {
   /** Request accepted, not yet sent upstream. */
@@ -45,7 +46,7 @@ export class Exchange {
   headers: string[] = [];
   /** A header value with bytes outside ASCII was seen (needs re-encoding for undici). */
   nonAsciiHeader = false;
-  peer = '';
+  private peerText: string | null = null;
 
   // ---- decided by the stages ----
   route: RuntimeRoute | null = null;
@@ -99,5 +100,11 @@ export class Exchange {
     this.res = res;
     this.worker = worker;
     this.startedAt = performance.now();
+  }
+
+  /** The client's address, read from uWS on first use (workers/peer.ts says why). */
+  get peer(): string {
+    if (this.peerText === null) this.peerText = this.clientGone ? '' : peerAddress(this.res);
+    return this.peerText;
   }
 }

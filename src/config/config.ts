@@ -73,6 +73,8 @@ export interface GatewayConfig {
   readonly drainTimeoutMs: number;
   readonly maxHeaderSize: number;
   readonly trustedProxies: readonly string[];
+  /** Add X-Forwarded-For (--forwarded-for on); off spares the per-request address read. */
+  readonly forwardedFor: boolean;
   readonly demoOrigin: HostPort | null;
   readonly allowJsFallback: boolean;
   /** Most specific first: routes with a host before those without, longer paths first. */
@@ -220,6 +222,7 @@ export function buildConfig(raw: RawSettings, configFile: string | null): Gatewa
     drainTimeoutMs: get('drain-timeout') as number,
     maxHeaderSize: get('max-header-size') as number,
     trustedProxies: trusted,
+    forwardedFor: get('forwarded-for') === 'on',
     demoOrigin,
     allowJsFallback: get('allow-js-fallback') as boolean,
     routes,

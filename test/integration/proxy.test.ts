@@ -127,6 +127,23 @@ describe('request forwarding', () => {
     expect(h['x-forwarded-host']).toBe('shop.example');
   });
 
+  it('--forwarded-for off: no X-Forwarded-For from ugate, a client\'s own passes only from a trusted proxy', async () => {
+    const off = await startUgate(['--upstream', origin.url, '--forwarded-for', 'off'], { workers: 1 });
+    const offTrusted = await startUgate(['--upstream', origin.url, '--forwarded-for', 'off', '--trusted-proxy', '127.0.0.1'], { workers: 1 });
+    try {
+      const head = 'GET /xf HTTP/1.1\r\nHost: front.example\r\nX-Forwarded-For: 203.0.113.7\r\nConnection: close\r\n\r\n';
+      await rawRequest(off.port, [head]);
+      expect(last().headers['x-forwarded-for']).toBeUndefined();
+      expect(last().headers['x-forwarded-proto']).toBe('http');
+      expect(last().headers['x-forwarded-host']).toBe('front.example');
+      await rawRequest(offTrusted.port, [head]);
+      expect(last().headers['x-forwarded-for']).toBe('203.0.113.7');
+    } finally {
+      await off.stop();
+      await offTrusted.stop();
+    }
+  });
+
   it('answers Expect: 100-continue and does not forward Expect', async () => {
     const r = await rawRequest(u.port, ['POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n', 100, 'hello'], 3000);
     expect(r.text.startsWith('HTTP/1.1 100 Continue\r\n\r\n')).toBe(true);

@@ -21,7 +21,6 @@ export function accept(res: HttpResponse, req: HttpRequest, worker: WorkerState)
   x.headerBytes = x.method.length + x.target.length + 13;
   current = x;
   req.forEach(collectHeader);
-  x.peer = peerAddress(res);
   return x;
 }
 
@@ -78,26 +77,4 @@ function noteContentLength(x: Exchange, value: string): void {
   const n = /^\s*\d{1,15}\s*$/.test(value) ? Number(value) : -2;
   if (x.contentLength === -1) x.contentLength = n;
   else if (x.contentLength !== n) x.contentLength = -2;
-}
-
-// IPv4 peers come as 4 raw bytes; their text form is cached (bounded) so the common case
-// costs a lookup instead of a text conversion per request.
-const ipv4Text = new Map<number, string>();
-
-function peerAddress(res: HttpResponse): string {
-  const raw = res.getRemoteAddress();
-  if (raw.byteLength === 4) {
-    const b = new Uint8Array(raw);
-    const key = ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0;
-    let text = ipv4Text.get(key);
-    if (text === undefined) {
-      text = `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
-      if (ipv4Text.size >= 4096) ipv4Text.clear();
-      ipv4Text.set(key, text);
-    }
-    return text;
-  }
-  const text = Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
-  // An IPv4 client on a dual-stack socket shows up IPv4-mapped.
-  return text.startsWith('0000:0000:0000:0000:0000:ffff:') ? text.slice(30) : text.startsWith('::ffff:') ? text.slice(7) : text;
 }

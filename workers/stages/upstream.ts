@@ -14,8 +14,11 @@ const VIA = '1.1 ugate';
 export function upstream(x: Exchange): void {
   if (x.connection !== null) dropConnectionNamed(x);
   const headers = x.headers;
-  const trusted = x.worker.trustedProxies.has(x.peer);
-  headers.push('x-forwarded-for', trusted && x.forwardedFor !== null ? x.forwardedFor + ', ' + x.peer : x.peer);
+  // Reading the client's address is not free (workers/peer.ts): only when something needs it.
+  const proxies = x.worker.trustedProxies;
+  const trusted = proxies.size > 0 && proxies.has(x.peer);
+  if (x.worker.config.forwardedFor) headers.push('x-forwarded-for', trusted && x.forwardedFor !== null ? x.forwardedFor + ', ' + x.peer : x.peer);
+  else if (trusted && x.forwardedFor !== null) headers.push('x-forwarded-for', x.forwardedFor);
   headers.push('x-forwarded-proto', trusted && x.forwardedProto !== null ? x.forwardedProto : 'http');
   headers.push('x-forwarded-host', trusted && x.forwardedHost !== null ? x.forwardedHost : x.host);
   headers.push('via', x.via === null ? VIA : x.via + ', ' + VIA);

@@ -534,3 +534,12 @@ describe('formatHelp', () => {
     }
   });
 });
+
+describe('forwarded-for', () => {
+  const UP = 'http://127.0.0.1:9000';
+  it('is on by default, "off" turns it off, anything else names the field', () => {
+    expect(build({ upstream: [UP] }).forwardedFor).toBe(true);
+    expect(build({ upstream: [UP], 'forwarded-for': 'off' }).forwardedFor).toBe(false);
+    expectFieldError(() => build({ upstream: [UP], 'forwarded-for': 'sometimes' }), 'forwarded-for', 'sometimes');
+  });
+});
