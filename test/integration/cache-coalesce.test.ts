@@ -55,7 +55,11 @@ describe('coalescing', () => {
     const results = await burst(one, '/cfail?cc=max-age%3D60&delay=200', 20);
     origin.down.delete('/cfail');
     expect(results.map((r) => r.status)).toEqual(new Array(20).fill(502));
-    expect(origin.hits('/cfail')).toBe(1);
+    // One request for all 20. The lean client sends it a second time, on a new connection,
+    // when the first went out on a reused keep-alive connection that closed without a byte
+    // (the stale-connection case: README, "The upstream client").
+    expect(origin.hits('/cfail')).toBeGreaterThanOrEqual(1);
+    expect(origin.hits('/cfail')).toBeLessThanOrEqual(2);
   });
 
   it('an uncacheable answer releases the waiters to go upstream themselves', async () => {

@@ -62,6 +62,8 @@ const SCRIPTS: Record<string, Step[]> = {
   '/bad-chunk': ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n'],
   '/stall-mid-body': ['HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789', 5000],
   '/hint': ['HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1\r\nContent-Length: 2\r\n\r\nok'],
+  // Closes after every response without saying so (no Connection: close).
+  '/fin': ['HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nfin', 'end'],
 };
 
 describe('lean upstream client: response framing and reuse', () => {
@@ -159,6 +161,18 @@ describe('lean upstream client: response framing and reuse', () => {
     expect(await (await fetch(u.url + '/ok')).text()).toBe('ok');
   });
 
+  it('a backend closing every connection right after its response, unannounced: nothing fails or hangs', async () => {
+    const start = Date.now();
+    const client = async () => {
+      const bodies: string[] = [];
+      for (let i = 0; i < 15; i++) bodies.push(await (await fetch(u.url + '/fin')).text());
+      return bodies;
+    };
+    const all = (await Promise.all(Array.from({ length: 8 }, client))).flat();
+    expect(all).toEqual(new Array(120).fill('fin'));
+    expect(Date.now() - start).toBeLessThan(10_000);
+  });
+
   it('honours the backend\'s Keep-Alive timeout hint: no reuse at or past it', async () => {
     // timeout=1 leaves no safe margin (ugate stops reusing a second early): every request
     // gets a fresh connection, and none fails on a connection the backend is closing.
@@ -167,6 +181,53 @@ describe('lean upstream client: response framing and reuse', () => {
       for (let i = 0; i < 3; i++) expect(await (await fetch(u.url + '/hint')).text()).toBe('ok');
     });
     expect(opened).toBe(3);
+  });
+});
+
+describe('lean upstream client: a keep-alive connection closed under the second request', () => {
+  // The origin answers the first request on each connection and drops the connection, without
+  // a byte, on the second: what a backend closing an idle connection looks like to ugate.
+  let origin: Awaited<ReturnType<typeof startRawOrigin>>;
+  const seen: string[] = [];
+  let u: Ugate;
+  beforeAll(async () => {
+    origin = await startRawOrigin((sock) => {
+      let n = 0;
+      let pending = '';
+      sock.on('data', (d: Buffer) => {
+        pending += d.toString('latin1');
+        const at = pending.indexOf('\r\n\r\n');
+        if (at < 0) return;
+        const line = pending.slice(0, pending.indexOf('\r\n'));
+        pending = '';
+        seen.push(line);
+        if (++n === 2) sock.destroy();
+        else sock.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+      });
+    });
+    u = await startUgate(['--upstream', origin.url, '--retries', '0'], { workers: 1 });
+  });
+  afterAll(async () => {
+    await u.stop();
+    await origin.close();
+  });
+
+  it('an idempotent request is re-sent once on a new connection (not counted as a retry)', async () => {
+    expect(await (await fetch(u.url + '/first')).text()).toBe('ok');
+    seen.length = 0;
+    const r = await fetch(u.url + '/again');
+    expect(r.status).toBe(200);
+    expect(await r.text()).toBe('ok');
+    expect(seen).toEqual(['GET /again HTTP/1.1', 'GET /again HTTP/1.1']);
+  });
+
+  it('a POST is never re-sent: 502, and the backend saw it once', async () => {
+    expect(await (await fetch(u.url + '/first')).text()).toBe('ok');
+    seen.length = 0;
+    const r = await fetch(u.url + '/order', { method: 'POST', body: 'pay 10' });
+    expect(r.status).toBe(502);
+    expect(r.headers.get('x-ugate-error')).toBe('UGATE_ERR_UPSTREAM_RESET');
+    expect(seen).toEqual(['POST /order HTTP/1.1']);
   });
 });
 

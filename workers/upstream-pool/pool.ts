@@ -38,6 +38,10 @@ const INLINE_BODY = 64 * 1024;
 /** Backends often close idle connections at exactly their advertised Keep-Alive timeout:
  * stop reusing a connection this long before that. */
 const KEEP_ALIVE_MARGIN_MS = 1000;
+/** Methods that may be sent again after a stale keep-alive connection (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+/** How a stale connection fails: closed or reset by the backend (not a timeout). */
+const STALE_CLOSE = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
 
 // Every backend socket of the thread reads into this one buffer (node:net `onread`). A Buffer
 // allocated per read is external memory to V8, and at 64 KiB responses that churn drove
@@ -49,6 +53,8 @@ class PendingRequest {
   conn: Connection | null = null;
   /** onComplete or onError was delivered (or the request was aborted): nothing more is. */
   settled = false;
+  /** Already re-sent once after meeting a stale keep-alive connection. */
+  replayed = false;
   readonly abort: (err?: Error) => void;
 
   constructor(readonly pool: Http1Pool, readonly opts: Dispatcher.DispatchOptions, readonly handler: Handler) {
@@ -114,11 +120,20 @@ export class Http1Pool {
     req.handler.onError!(err);
   }
 
+  /** The request met a keep-alive connection the backend closed as the request went out: it
+   * goes once more, on a new connection (the idle ones are likely just as stale). */
+  replay(req: PendingRequest): void {
+    req.replayed = true;
+    if (this.all.size < this.options.connections) this.connect(req);
+    else this.queue.unshift(req);
+  }
+
   private assign(req: PendingRequest): void {
     let conn = this.idle.pop();
-    // An idle connection past its keep-alive deadline may be closing at the backend already;
-    // the sweep may not have reached it yet.
-    while (conn !== undefined && conn.deadline <= performance.now()) {
+    // Skipped: an idle connection past its keep-alive deadline (the backend may be closing it;
+    // the sweep may not have reached it yet), and one already destroyed whose 'close' (which
+    // takes it out of the pool) has not been emitted yet.
+    while (conn !== undefined && (conn.closed || conn.deadline <= performance.now())) {
       conn.destroy();
       conn = this.idle.pop();
     }
@@ -189,6 +204,8 @@ class Connection implements ResponseSink {
   deadline = 0;
   private waiting = Wait.Connect;
   private connected = false;
+  /** A response completed on this connection before: it was idle in the pool. */
+  private reused = false;
   private bodyDone = true;
   private body: Readable | null = null;
   private readonly resumeReading = (): void => this.resume();
@@ -382,6 +399,7 @@ class Connection implements ResponseSink {
     this.req = null;
     req.conn = null;
     req.settled = true;
+    this.reused = true;
     if (reusable && !this.socket.destroyed) {
       this.waiting = Wait.Idle;
       this.pool.release(this, this.parser.keepAliveHint);
@@ -439,8 +457,13 @@ class Connection implements ResponseSink {
     }
   }
 
-  /** The connection broke under a request (or before it). Nothing is re-sent here: whether
-   * a request may go again is the retry policy's call (workers/retry.ts, --retries). */
+  /** The connection broke under a request (or before it): the request fails, and the retry
+   * policy (workers/retry.ts, --retries) decides whether it goes to another backend.
+   *
+   * One case is re-sent here, once, and does not count as a retry: a reused keep-alive
+   * connection that closed before any byte of the response. The backend closed the idle
+   * connection as the request went out, the race every keep-alive client has; nginx and Go's
+   * net/http re-send in this case too. Only idempotent requests whose body can be sent again. */
   private fail(err: Error): void {
     const req = this.req;
     this.req = null;
@@ -448,6 +471,10 @@ class Connection implements ResponseSink {
     this.destroy();
     if (req === null || req.settled) return;
     req.conn = null;
+    if (this.reused && !this.parser.started && !req.replayed && STALE_CLOSE.has((err as UpstreamError).code) && replayable(req.opts)) {
+      this.pool.replay(req);
+      return;
+    }
     this.pool.settleWithError(req, err);
   }
 
@@ -460,8 +487,16 @@ class Connection implements ResponseSink {
     this.destroy();
   }
 
+  get closed(): boolean {
+    return this.socket.destroyed;
+  }
+
   destroy(): void {
     this.deadline = 0;
     if (!this.socket.destroyed) this.socket.destroy();
   }
+}
+
+function replayable(opts: Dispatcher.DispatchOptions): boolean {
+  return IDEMPOTENT.has(opts.method) && (opts.body == null || Buffer.isBuffer(opts.body));
 }

@@ -65,6 +65,8 @@ export class ResponseParser {
   private eofSeen = false;
   /** Seconds from a Keep-Alive: timeout=N hint in the last head, or -1. */
   keepAliveHint = -1;
+  /** Some byte of the current response has arrived. */
+  started = false;
 
   constructor(private readonly sink: ResponseSink, private readonly maxHeadSize: number) {}
 
@@ -78,6 +80,7 @@ export class ResponseParser {
     this.reusable = true;
     this.paused = false;
     this.keepAliveHint = -1;
+    this.started = false;
     this.eofSeen = false;
   }
 
@@ -97,6 +100,7 @@ export class ResponseParser {
 
   /** Feed bytes; throws ParseError on a malformed response. `buf` is not kept. */
   execute(buf: Buffer): void {
+    this.started = true;
     if (this.held !== null) {
       this.held = Buffer.concat([this.held, buf]);
       return;
