@@ -68,7 +68,7 @@ export function createRoutes(config: GatewayConfig, table: BackendTable, worker:
       const stickyId = stickyIdOf(backend.url);
       return {
         config: backend,
-        pool: takePool(reuse, route, backend) ?? createPool(route, backend),
+        pool: takePool(reuse, route, backend) ?? createPool(route, backend, config.upstreamReadBuffer),
         index: i,
         state: table.i32,
         row: table.row(rows[index][i]),
@@ -108,9 +108,15 @@ const MAX_RESPONSE_HEAD = 64 * 1024;
 
 /** The lean client serves plain-HTTP backends one request per connection at a time; TLS and
  * pipelining are undici's. */
-function createPool(route: RouteConfig, backend: Backend): UpstreamPool {
+// One per worker thread, shared by all its lean pools (see workers/upstream-pool/pool.ts).
+// A reload with another size makes a new one for new pools; kept pools keep theirs.
+let readBuffer: Buffer | null = null;
+
+function createPool(route: RouteConfig, backend: Backend, readBufferSize: number): UpstreamPool {
   if (route.upstreamClient === 'lean' && backend.origin.startsWith('http:') && route.pipelining === 1) {
+    if (readBuffer === null || readBuffer.length !== readBufferSize) readBuffer = Buffer.allocUnsafe(readBufferSize);
     return new Http1Pool(backend.origin, {
+      readBuffer,
       connections: route.poolConnections,
       connectTimeout: route.connectTimeoutMs,
       headersTimeout: route.headersTimeoutMs,

@@ -75,6 +75,8 @@ export interface GatewayConfig {
   readonly trustedProxies: readonly string[];
   /** Add X-Forwarded-For (--forwarded-for on); off spares the per-request address read. */
   readonly forwardedFor: boolean;
+  /** Bytes of the per-worker buffer backend sockets are read into (workers/upstream-pool). */
+  readonly upstreamReadBuffer: number;
   readonly demoOrigin: HostPort | null;
   readonly allowJsFallback: boolean;
   /** Most specific first: routes with a host before those without, longer paths first. */
@@ -223,6 +225,7 @@ export function buildConfig(raw: RawSettings, configFile: string | null): Gatewa
     maxHeaderSize: get('max-header-size') as number,
     trustedProxies: trusted,
     forwardedFor: get('forwarded-for') === 'on',
+    upstreamReadBuffer: get('upstream-read-buffer') as number,
     demoOrigin,
     allowJsFallback: get('allow-js-fallback') as boolean,
     routes,

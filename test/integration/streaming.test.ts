@@ -267,6 +267,21 @@ describe('streaming through ugate', () => {
     });
   }
 
+  it('downloads stay intact with the smallest --upstream-read-buffer (4kb: heads and chunk framing split across reads)', async () => {
+    const small = await startUgate(['--upstream', origin.url, '--upstream-read-buffer', '4kb'], { workers: 1 });
+    try {
+      for (const chunked of [false, true]) {
+        const id = `small-buffer-${chunked ? 'chunked' : 'cl'}`;
+        const r = await fetchHashed(small.port, `/download?size=${5 * MB}&seed=${id}&id=${id}${chunked ? '&chunked=1' : ''}`);
+        expect(r.status).toBe(200);
+        expect(r.bytes).toBe(5 * MB);
+        expect(r.sha256).toBe(downloads.get(id)!.sha256);
+      }
+    } finally {
+      await small.stop();
+    }
+  });
+
   it('keeps RSS bounded and throttles the origin while the client pauses, then reads slowly', async () => {
     // Warm-up: the code paths and buffers a streamed response uses, then the baseline.
     for (let i = 0; i < 3; i++) {

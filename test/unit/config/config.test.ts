@@ -543,3 +543,13 @@ describe('forwarded-for', () => {
     expectFieldError(() => build({ upstream: [UP], 'forwarded-for': 'sometimes' }), 'forwarded-for', 'sometimes');
   });
 });
+
+describe('upstream-read-buffer', () => {
+  const UP = 'http://127.0.0.1:9000';
+  it('defaults to 256 KiB, takes sizes, and refuses what is out of range naming the field', () => {
+    expect(build({ upstream: [UP] }).upstreamReadBuffer).toBe(256 * 1024);
+    expect(build({ upstream: [UP], 'upstream-read-buffer': '1mb' }).upstreamReadBuffer).toBe(1024 * 1024);
+    expectFieldError(() => build({ upstream: [UP], 'upstream-read-buffer': '1kb' }), 'upstream-read-buffer');
+    expectFieldError(() => build({ upstream: [UP], 'upstream-read-buffer': 'big' }), 'upstream-read-buffer', 'big');
+  });
+});
