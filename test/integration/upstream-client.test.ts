@@ -262,6 +262,23 @@ describe('lean upstream client: pool limit, early answers, the undici fallback',
     }
   });
 
+  it('a client that leaves while its request waits in the pool queue: the request is never sent', async () => {
+    const u = await startUgate(['--upstream', slow.url, '--pool-connections', '1'], { workers: 1 });
+    try {
+      const before = slow.seen.length;
+      const first = fetch(u.url + '/holds-the-connection').then((r) => r.text());
+      await new Promise((r) => setTimeout(r, 50));
+      // Queued behind the first (one connection); its client gives up after 50 ms.
+      const queued = await rawRequest(u.port, ['GET /left-while-queued HTTP/1.1\r\nHost: t\r\n\r\n'], 50);
+      expect(queued.status).toBe(0);
+      expect(await first).toBe('slow');
+      expect(await (await fetch(u.url + '/after')).text()).toBe('slow');
+      expect(slow.seen.slice(before).map((s) => s.url)).toEqual(['/holds-the-connection', '/after']);
+    } finally {
+      await u.stop();
+    }
+  });
+
   it('a backend answering before it read the upload: the answer is forwarded, the next request works', async () => {
     const early = await startOrigin(
       (req, res) => {
