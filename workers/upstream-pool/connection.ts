@@ -1,0 +1,343 @@
+// One keep-alive connection of the lean upstream client (pool.ts): writes a request, feeds
+// the response parser, hands the response to the dispatch handler, and goes back to its
+// pool, or fails the request when the socket breaks or a deadline passes.
+import net from 'node:net';
+import type { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import type { Http1Pool, PendingRequest } from './pool';
+import { ResponseParser, type ResponseSink } from './response-parser';
+
+/** Errors carry undici's codes, so workers/stages/stream-back.ts maps both clients alike. */
+export class UpstreamError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+    this.name = 'UpstreamError';
+  }
+}
+
+/** A request body at most this large leaves in the same write as the head. */
+const INLINE_BODY = 64 * 1024;
+/** Methods that may be sent again after a stale keep-alive connection (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+/** How a stale connection fails: closed or reset by the backend (not a timeout). */
+const STALE_CLOSE = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
+
+// The read buffer: every backend socket of the thread reads into one buffer (node:net `onread`,
+// --upstream-read-buffer). A Buffer allocated per read is external memory to V8, and at
+// 64 KiB responses that churn drove major GCs into ~25% of the worker's CPU (perf). A larger
+// buffer means fewer reads, callbacks and client writes per body (1 MiB: 573 -> 433 µs of CPU
+// going from 64 to 256 KiB). The parser copies what it keeps; handlers use body chunks
+// synchronously (stream-back copies an unsent tail, at most one read's worth, the cache its
+// capture).
+
+const enum Wait {
+  Connect,
+  Headers,
+  Body,
+  Idle,
+}
+
+export class Connection implements ResponseSink {
+  private readonly socket: net.Socket;
+  private readonly parser: ResponseParser;
+  private req: PendingRequest | null;
+  /** performance.now() past which the current wait has failed; 0 = none. */
+  deadline = 0;
+  private waiting = Wait.Connect;
+  private connected = false;
+  /** A response completed on this connection before: it was idle in the pool. */
+  private reused = false;
+  private bodyDone = true;
+  private body: Readable | null = null;
+  private readonly resumeReading = (): void => this.resume();
+
+  constructor(private readonly pool: Http1Pool, first: PendingRequest) {
+    this.req = first;
+    first.conn = this;
+    this.parser = new ResponseParser(this, pool.options.maxHeaderSize);
+    this.deadline = pool.options.connectTimeout > 0 ? performance.now() + pool.options.connectTimeout : 0;
+    const socket = net.connect({
+      host: pool.host,
+      port: pool.port,
+      onread: { buffer: pool.options.readBuffer, callback: (n: number, buf: Uint8Array) => this.onSocketData((buf as Buffer).subarray(0, n)) },
+    });
+    socket.setNoDelay(true);
+    socket.on('connect', () => this.onConnect());
+    socket.on('end', () => this.onSocketEnd());
+    socket.on('error', (err) => this.fail(err));
+    socket.on('close', () => this.onSocketClose());
+    this.socket = socket;
+  }
+
+  private onConnect(): void {
+    this.connected = true;
+    this.socket.setKeepAlive(true, 60_000);
+    const req = this.req;
+    if (req !== null) this.start(req);
+    else {
+      // Its request was aborted while connecting: the connection serves the next one.
+      this.waiting = Wait.Idle;
+      this.pool.release(this, -1);
+    }
+  }
+
+  start(req: PendingRequest): void {
+    this.req = req;
+    req.conn = this;
+    if (!this.connected) return; // onConnect starts it
+    this.parser.reset(req.opts.method === 'HEAD');
+    this.waiting = Wait.Headers;
+    this.deadline = 0;
+    this.writeRequest(req.opts);
+    if (this.bodyDone) this.startHeadersWait();
+  }
+
+  /** The headers wait starts once the whole request is sent (as undici's does): a backend
+   * reading a slow upload is not late yet. */
+  private startHeadersWait(): void {
+    const headersTimeout = this.pool.options.headersTimeout;
+    if (this.waiting === Wait.Headers && headersTimeout > 0) this.deadline = performance.now() + headersTimeout;
+  }
+
+  // ---- the request ----
+
+  private writeRequest(opts: Dispatcher.DispatchOptions): void {
+    const fields = opts.headers as string[];
+    let head = `${opts.method} ${opts.path} HTTP/1.1\r\n`;
+    let hasLength = false;
+    for (let i = 0; i < fields.length; i += 2) {
+      const name = fields[i];
+      if (name.length === 14 && name === 'content-length') hasLength = true;
+      head += name + ': ' + fields[i + 1] + '\r\n';
+    }
+    const body = opts.body as Buffer | Readable | null | undefined;
+    if (body == null) {
+      this.bodyDone = true;
+      this.socket.write(head + '\r\n', 'latin1');
+    } else if (Buffer.isBuffer(body)) {
+      this.bodyDone = true;
+      if (!hasLength) head += 'content-length: ' + body.length + '\r\n';
+      head += '\r\n';
+      if (body.length <= INLINE_BODY) {
+        const out = Buffer.allocUnsafe(head.length + body.length);
+        out.write(head, 0, 'latin1');
+        body.copy(out, head.length);
+        this.socket.write(out);
+      } else {
+        this.socket.cork();
+        this.socket.write(head, 'latin1');
+        this.socket.write(body);
+        this.socket.uncork();
+      }
+    } else {
+      if (!hasLength) head += 'transfer-encoding: chunked\r\n';
+      this.socket.write(head + '\r\n', 'latin1');
+      this.streamBody(body, !hasLength);
+    }
+  }
+
+  /** A streamed request body, with backpressure both ways (request-body.ts pauses the client). */
+  private streamBody(body: Readable, chunked: boolean): void {
+    this.bodyDone = false;
+    this.body = body;
+    const socket = this.socket;
+    const onData = (chunk: Buffer): void => {
+      if (this.body !== body) return;
+      let ok: boolean;
+      if (chunked) {
+        socket.cork();
+        socket.write(chunk.length.toString(16) + '\r\n', 'latin1');
+        socket.write(chunk);
+        ok = socket.write('\r\n', 'latin1');
+        socket.uncork();
+      } else {
+        ok = socket.write(chunk);
+      }
+      if (!ok) {
+        body.pause();
+        socket.once('drain', () => body.resume());
+      }
+    };
+    const onEnd = (): void => {
+      if (this.body !== body) return;
+      if (chunked) socket.write('0\r\n\r\n', 'latin1');
+      this.detachBody();
+      this.bodyDone = true;
+      this.startHeadersWait();
+    };
+    const onGone = (): void => {
+      // Destroyed before its end: the client left mid-upload; the backend must not take a
+      // truncated body as whole, so the connection goes.
+      if (this.body !== body || this.req === null) return;
+      this.pool.abortRequest(this.req, new UpstreamError('UND_ERR_ABORTED', 'request body ended early'));
+    };
+    body.on('data', onData);
+    body.once('end', onEnd);
+    body.once('close', onGone);
+    body.once('error', onGone);
+  }
+
+  /** Stop sending the body: what the client still sends is dropped. */
+  private detachBody(): void {
+    const body = this.body;
+    if (body === null) return;
+    this.body = null;
+    body.removeAllListeners('data');
+  }
+
+  // ---- the response (ResponseSink) ----
+
+  onHead(status: number, statusText: string, rawHeaders: Buffer[]): boolean {
+    const handler = this.req!.handler;
+    if (status < 200) {
+      // Interim (100, 103): reported, never a reason to pause; the final head follows.
+      handler.onHeaders!(status, rawHeaders, this.resumeReading, statusText);
+      return true;
+    }
+    this.waiting = Wait.Body;
+    const bodyTimeout = this.pool.options.bodyTimeout;
+    this.deadline = bodyTimeout > 0 ? performance.now() + bodyTimeout : 0;
+    return this.delivered(handler.onHeaders!(status, rawHeaders, this.resumeReading, statusText));
+  }
+
+  onBody(chunk: Buffer): boolean {
+    const bodyTimeout = this.pool.options.bodyTimeout;
+    if (bodyTimeout > 0) this.deadline = performance.now() + bodyTimeout;
+    return this.delivered(this.req!.handler.onData!(chunk));
+  }
+
+  onEnd(reusable: boolean): void {
+    this.deadline = 0;
+    if (!this.bodyDone) {
+      // The backend answered before reading the whole body (an early 413, say): the
+      // connection is out of step with the body, so it is not reused.
+      this.detachBody();
+      this.bodyDone = true;
+      reusable = false;
+    }
+    this.complete(reusable);
+  }
+
+  /** Handler said stop (its client is slow): stop reading, and the body wait with it. */
+  private delivered(keepGoing: boolean): boolean {
+    if (!keepGoing) {
+      this.socket.pause();
+      this.deadline = 0;
+    }
+    return keepGoing;
+  }
+
+  private resume(): void {
+    if (this.req === null) return;
+    const bodyTimeout = this.pool.options.bodyTimeout;
+    if (this.waiting === Wait.Body && bodyTimeout > 0) this.deadline = performance.now() + bodyTimeout;
+    this.socket.resume();
+    this.guard(() => this.parser.resume());
+  }
+
+  private complete(reusable: boolean): void {
+    const req = this.req!;
+    this.req = null;
+    req.conn = null;
+    req.settled = true;
+    this.reused = true;
+    if (reusable && !this.socket.destroyed) {
+      this.waiting = Wait.Idle;
+      this.pool.release(this, this.parser.keepAliveHint);
+    } else {
+      this.destroy();
+    }
+    req.handler.onComplete!([]);
+  }
+
+  // ---- the socket ----
+
+  private onSocketData(chunk: Buffer): boolean {
+    if (this.req === null || this.parser.idle) {
+      // Bytes nobody asked for (no pipelining here): the connection cannot be trusted.
+      this.destroy();
+      return false;
+    }
+    this.guard(() => this.parser.execute(chunk));
+    return true;
+  }
+
+  private guard(parse: () => void): void {
+    try {
+      parse();
+    } catch (err) {
+      this.fail(err as Error);
+    }
+  }
+
+  private onSocketEnd(): void {
+    if (this.req !== null && this.parser.eof()) return;
+    this.fail(new UpstreamError('UND_ERR_SOCKET', 'other side closed'));
+  }
+
+  private onSocketClose(): void {
+    // A close-delimited body paused by a slow client still has bytes to hand over on resume.
+    if (this.req !== null && !this.parser.endsAtEof) this.fail(new UpstreamError('UND_ERR_SOCKET', 'other side closed'));
+    this.pool.forget(this);
+  }
+
+  onDeadline(): void {
+    this.deadline = 0;
+    switch (this.waiting) {
+      case Wait.Connect:
+        this.fail(new UpstreamError('UND_ERR_CONNECT_TIMEOUT', 'connect timeout'));
+        return;
+      case Wait.Headers:
+        this.fail(new UpstreamError('UND_ERR_HEADERS_TIMEOUT', 'headers timeout'));
+        return;
+      case Wait.Body:
+        this.fail(new UpstreamError('UND_ERR_BODY_TIMEOUT', 'body timeout'));
+        return;
+      default:
+        this.destroy();
+    }
+  }
+
+  /** The connection broke under a request (or before it): the request fails, and the retry
+   * policy (workers/retry.ts, --retries) decides whether it goes to another backend.
+   *
+   * One case is re-sent here, once, and does not count as a retry: a reused keep-alive
+   * connection that closed before any byte of the response. The backend closed the idle
+   * connection as the request went out, the race every keep-alive client has; nginx and Go's
+   * net/http re-send in this case too. Only idempotent requests whose body can be sent again. */
+  private fail(err: Error): void {
+    const req = this.req;
+    this.req = null;
+    this.detachBody();
+    this.destroy();
+    if (req === null || req.settled) return;
+    req.conn = null;
+    if (this.reused && !this.parser.started && !req.replayed && STALE_CLOSE.has((err as UpstreamError).code) && replayable(req.opts)) {
+      this.pool.replay(req);
+      return;
+    }
+    this.pool.settleWithError(req, err);
+  }
+
+  /** The request was aborted by its owner: drop the connection with it. */
+  cut(req: PendingRequest): void {
+    if (this.req !== req) return;
+    this.req = null;
+    req.conn = null;
+    this.detachBody();
+    this.destroy();
+  }
+
+  get closed(): boolean {
+    return this.socket.destroyed;
+  }
+
+  destroy(): void {
+    this.deadline = 0;
+    if (!this.socket.destroyed) this.socket.destroy();
+  }
+}
+
+function replayable(opts: Dispatcher.DispatchOptions): boolean {
+  return IDEMPOTENT.has(opts.method) && (opts.body == null || Buffer.isBuffer(opts.body));
+}
