@@ -5,7 +5,7 @@ import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrigin, startRawOrigin, sha256, type Origin } from '../helpers/origin';
 import { rawRequest } from '../helpers/raw';
-import { startUgate, type Ugate } from '../helpers/ugate';
+import { eventually, startUgate, type Ugate } from '../helpers/ugate';
 
 type Step = string | Buffer | number | 'end';
 
@@ -263,19 +263,20 @@ describe('lean upstream client: pool limit, early answers, the undici fallback',
   });
 
   it('a client that leaves while its request waits in the pool queue: the request is never sent', async () => {
-    const u = await startUgate(['--upstream', slow.url, '--pool-connections', '1'], { workers: 1 });
+    const holding = await startOrigin((req, res) => setTimeout(() => res.end('done'), req.url === '/holds-the-connection' ? 1000 : 0));
+    const u = await startUgate(['--upstream', holding.url, '--pool-connections', '1'], { workers: 1 });
     try {
-      const before = slow.seen.length;
       const first = fetch(u.url + '/holds-the-connection').then((r) => r.text());
-      await new Promise((r) => setTimeout(r, 50));
-      // Queued behind the first (one connection); its client gives up after 50 ms.
-      const queued = await rawRequest(u.port, ['GET /left-while-queued HTTP/1.1\r\nHost: t\r\n\r\n'], 50);
+      await eventually(() => holding.seen.length === 1);
+      // Queued behind the first (one connection, held for 1 s); its client gives up after 100 ms.
+      const queued = await rawRequest(u.port, ['GET /left-while-queued HTTP/1.1\r\nHost: t\r\n\r\n'], 100);
       expect(queued.status).toBe(0);
-      expect(await first).toBe('slow');
-      expect(await (await fetch(u.url + '/after')).text()).toBe('slow');
-      expect(slow.seen.slice(before).map((s) => s.url)).toEqual(['/holds-the-connection', '/after']);
+      expect(await first).toBe('done');
+      expect(await (await fetch(u.url + '/after')).text()).toBe('done');
+      expect(holding.seen.map((s) => s.url)).toEqual(['/holds-the-connection', '/after']);
     } finally {
       await u.stop();
+      await holding.close();
     }
   });
 
