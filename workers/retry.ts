@@ -10,6 +10,7 @@ import { noteFailure, noteSuccess } from '../src/shared/backend-table';
 import { BT_RETRIES_TOTAL } from '../src/shared/layout';
 import { errorSpec } from '../src/shared/errors';
 import type { Exchange } from './exchange';
+import { isIdempotent } from './http-fields';
 import { pickBackend } from './stages/balance';
 import { dispatchAttempt, releaseBackend } from './stages/upstream';
 
@@ -40,15 +41,3 @@ export function failAttempt(x: Exchange, errorId: number): boolean {
   return true;
 }
 
-function isIdempotent(method: string): boolean {
-  switch (method) {
-    case 'GET':
-    case 'HEAD':
-    case 'PUT':
-    case 'DELETE':
-    case 'OPTIONS':
-      return true;
-    default:
-      return false;
-  }
-}

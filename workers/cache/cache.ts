@@ -9,6 +9,7 @@ import type { WorkerState } from '../worker-state';
 import { E } from '../../src/shared/errors';
 import { continueFrom, CACHE_RESUME } from '../pipeline';
 import { respondError } from '../respond';
+import { VIA } from '../http-fields';
 import { BackgroundHandler, CacheFill } from './fill';
 import { emptyDirectives, type Directives } from './policy';
 import { RedisL2 } from './redis-store';
@@ -21,7 +22,6 @@ export interface CacheOptions {
   readonly setCookie: boolean;
 }
 
-const VIA = '1.1 ugate';
 
 export class WorkerCache {
   readonly store: CacheStore;

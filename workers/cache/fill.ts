@@ -13,7 +13,8 @@ import { respondError } from '../respond';
 import { upstreamErrorId } from '../stages/stream-back';
 import type { WorkerCache } from './cache';
 import { emptyDirectives, emptyFacts, emptyFreshness, storability, type Directives, type Freshness, type ResponseFacts } from './policy';
-import { serveEntry, statusLineOf } from './serve';
+import { serveEntry } from './serve';
+import { connectionNamed, statusLine } from '../http-fields';
 import { entrySize, type CacheEntry } from './store';
 
 /** Response fields never stored: hop-by-hop, and those uWS or the cache write themselves. */
@@ -240,7 +241,7 @@ export class CacheFill {
         case 'pragma': f.pragma = v.toString('latin1'); break;
         case 'content-length': this.expected = Number(v.toString('latin1')); break;
         case 'connection':
-          for (const n of v.toString('latin1').toLowerCase().split(',')) (dropNamed ??= []).push(n.trim());
+          dropNamed = connectionNamed(v.toString('latin1'), dropNamed);
           break;
       }
       if (!NOT_STORED.has(name)) {
@@ -271,7 +272,7 @@ export class CacheFill {
       primary: this.primary,
       target: this.target,
       status: this.status,
-      statusLine: statusLineOf(this.status, this.statusText),
+      statusLine: statusLine(this.status, this.statusText),
       names: this.names,
       values: this.values,
       body,

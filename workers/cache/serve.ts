@@ -1,14 +1,12 @@
 // Answers from a cache entry: status, headers and body in one corked write.
 // Called both inside uWS handlers (hits) and outside them (coalesced waiters, revalidations),
 // so it always corks. `res` is never touched once the client has gone (uWS rule).
-import { STATUS_CODES } from 'node:http';
 import { Exchange, Phase } from '../exchange';
 import { endBodiless } from '../end-bodiless';
+import { VIA } from '../http-fields';
 import { record } from '../stages/record';
 import { etagMatches, notModifiedSince } from './policy';
 import type { CacheEntry } from './store';
-
-const VIA = '1.1 ugate';
 
 /** Fields a 304 carries from the stored response (RFC 9110 §15.4.5). */
 const NOT_MODIFIED_FIELDS = new Set(['cache-control', 'content-location', 'etag', 'expires', 'vary', 'last-modified']);
@@ -16,11 +14,6 @@ const NOT_MODIFIED_FIELDS = new Set(['cache-control', 'content-location', 'etag'
 export function ageMs(e: CacheEntry, now: number): number {
   const resident = now - e.responseTime;
   return (resident > 0 ? resident : 0) + e.initialAgeMs;
-}
-
-export function statusLineOf(status: number, text: string): string {
-  const standard = STATUS_CODES[status];
-  return `${status} ${text !== '' ? text : standard ?? 'Unknown'}`;
 }
 
 // Module-level cursor for the corked writer: no closure per hit.

@@ -9,15 +9,13 @@
 // The status line and headers are held back until the first body bytes (or the end), so a
 // small response leaves in one write. Bodies that start late still get their head at once,
 // flushed from setImmediate.
-import { STATUS_CODES } from 'node:http';
 import { E } from '../../src/shared/errors';
 import { Exchange, Phase } from '../exchange';
 import { endBodiless } from '../end-bodiless';
+import { connectionNamed, equalsLower, statusLine, VIA } from '../http-fields';
 import { respondError } from '../respond';
 import { failAttempt, noteAnswer } from '../retry';
 import { record } from './record';
-
-const VIA = '1.1 ugate';
 
 /** undici's dispatch handler (the raw interface: response headers stay unparsed Buffers). */
 export class UpstreamHandler {
@@ -219,27 +217,10 @@ const SKIP_LENGTHS = new Uint8Array(32);
 for (const s of SKIPPED) SKIP_LENGTHS[s.length] = 1;
 
 function isSkippedResponseHeader(name: Buffer): boolean {
-  for (let i = 0; i < SKIPPED.length; i++) if (equalsLower(name, SKIPPED[i])) return true;
+  for (let i = 0; i < SKIPPED.length; i++) if (name.length === SKIPPED[i].length && equalsLower(name, 0, SKIPPED[i])) return true;
   return false;
 }
 
-/** Case-insensitive compare of a header name buffer with a lower-case ASCII name. */
-function equalsLower(buf: Buffer, lower: string): boolean {
-  if (buf.length !== lower.length) return false;
-  for (let i = 0; i < buf.length; i++) {
-    // OR 0x20 lower-cases letters and leaves "-" (0x2d) unchanged.
-    if ((buf[i] | 0x20) !== lower.charCodeAt(i)) return false;
-  }
-  return true;
-}
-
-function connectionNamed(value: Buffer, into: string[] | null): string[] | null {
-  for (const raw of value.toString('latin1').toLowerCase().split(',')) {
-    const n = raw.trim();
-    if (n !== '' && n !== 'close' && n !== 'keep-alive') (into ??= []).push(n);
-  }
-  return into;
-}
 
 /** Content-Length, and the fields a Connection header names (hop-by-hop, RFC 9110 §7.6.1). */
 function scanResponseHead(x: Exchange, h: Buffer[]): void {
@@ -247,27 +228,13 @@ function scanResponseHead(x: Exchange, h: Buffer[]): void {
   x.responseDropNamed = null;
   for (let i = 0; i < h.length; i += 2) {
     const name = h[i];
-    if (name.length === 14 && equalsLower(name, 'content-length')) x.responseLength = Number(h[i + 1].toString('latin1'));
-    else if (name.length === 10 && equalsLower(name, 'connection')) x.responseDropNamed = connectionNamed(h[i + 1], x.responseDropNamed);
+    if (name.length === 14 && equalsLower(name, 0, 'content-length')) x.responseLength = Number(h[i + 1].toString('latin1'));
+    else if (name.length === 10 && equalsLower(name, 0, 'connection')) x.responseDropNamed = connectionNamed(h[i + 1].toString('latin1'), x.responseDropNamed);
   }
 }
 
 function isBodiless(x: Exchange): boolean {
   return x.status === 204 || x.status === 304 || x.method === 'HEAD';
-}
-
-const STATUS_LINES = new Map<number, string>();
-function statusLine(status: number, text: string): string {
-  const standard = STATUS_CODES[status];
-  if (text === '' || text === standard) {
-    let line = STATUS_LINES.get(status);
-    if (line === undefined) {
-      line = `${status} ${standard ?? 'Unknown'}`;
-      STATUS_LINES.set(status, line);
-    }
-    return line;
-  }
-  return `${status} ${text}`;
 }
 
 // ---- heads of responses whose body has not started yet ----

@@ -7,9 +7,8 @@ import type { Exchange } from '../exchange';
 import { Phase } from '../exchange';
 import { RequestBody } from '../request-body';
 import { respondError } from '../respond';
+import { connectionNamed, VIA } from '../http-fields';
 import { UpstreamHandler } from './stream-back';
-
-const VIA = '1.1 ugate';
 
 export function upstream(x: Exchange): void {
   if (x.connection !== null) dropConnectionNamed(x);
@@ -95,12 +94,7 @@ function onClientData(x: Exchange, chunk: ArrayBuffer, isLast: boolean): void {
 
 // Fields named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
 function dropConnectionNamed(x: Exchange): void {
-  const names = x.connection!.toLowerCase().split(',');
-  let drop: string[] | null = null;
-  for (const raw of names) {
-    const n = raw.trim();
-    if (n !== '' && n !== 'close' && n !== 'keep-alive') (drop ??= []).push(n);
-  }
+  const drop = connectionNamed(x.connection!, null);
   if (drop === null) return;
   const kept: string[] = [];
   const h = x.headers;

@@ -5,6 +5,7 @@ import net from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Http1Pool, PendingRequest } from './pool';
+import { isIdempotent } from '../http-fields';
 import { ResponseParser, type ResponseSink } from './response-parser';
 
 /** Errors carry undici's codes, so workers/stages/stream-back.ts maps both clients alike. */
@@ -17,8 +18,6 @@ export class UpstreamError extends Error {
 
 /** A request body at most this large leaves in the same write as the head. */
 const INLINE_BODY = 64 * 1024;
-/** Methods that may be sent again after a stale keep-alive connection (RFC 9110 §9.2.2). */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 /** How a stale connection fails: closed or reset by the backend (not a timeout). */
 const STALE_CLOSE = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
 
@@ -44,10 +43,9 @@ export class Connection implements ResponseSink {
   /** performance.now() past which the current wait has failed; 0 = none. */
   deadline = 0;
   private waiting = Wait.Connect;
-  private connected = false;
   /** A response completed on this connection before: it was idle in the pool. */
   private reused = false;
-  private bodyDone = true;
+  /** The request body still being sent (null: none, or all of it is out). */
   private body: Readable | null = null;
   private readonly resumeReading = (): void => this.resume();
 
@@ -70,26 +68,23 @@ export class Connection implements ResponseSink {
   }
 
   private onConnect(): void {
-    this.connected = true;
     this.socket.setKeepAlive(true, 60_000);
+    this.waiting = Wait.Idle;
     const req = this.req;
     if (req !== null) this.start(req);
-    else {
-      // Its request was aborted while connecting: the connection serves the next one.
-      this.waiting = Wait.Idle;
-      this.pool.release(this, -1);
-    }
+    // Its request was aborted while connecting: the connection serves the next one.
+    else this.pool.release(this, -1);
   }
 
   start(req: PendingRequest): void {
     this.req = req;
     req.conn = this;
-    if (!this.connected) return; // onConnect starts it
+    if (this.waiting === Wait.Connect) return; // onConnect starts it
     this.parser.reset(req.opts.method === 'HEAD');
     this.waiting = Wait.Headers;
     this.deadline = 0;
     this.writeRequest(req.opts);
-    if (this.bodyDone) this.startHeadersWait();
+    if (this.body === null) this.startHeadersWait();
   }
 
   /** The headers wait starts once the whole request is sent (as undici's does): a backend
@@ -112,10 +107,8 @@ export class Connection implements ResponseSink {
     }
     const body = opts.body as Buffer | Readable | null | undefined;
     if (body == null) {
-      this.bodyDone = true;
       this.socket.write(head + '\r\n', 'latin1');
     } else if (Buffer.isBuffer(body)) {
-      this.bodyDone = true;
       if (!hasLength) head += 'content-length: ' + body.length + '\r\n';
       head += '\r\n';
       if (body.length <= INLINE_BODY) {
@@ -138,7 +131,6 @@ export class Connection implements ResponseSink {
 
   /** A streamed request body, with backpressure both ways (request-body.ts pauses the client). */
   private streamBody(body: Readable, chunked: boolean): void {
-    this.bodyDone = false;
     this.body = body;
     const socket = this.socket;
     const onData = (chunk: Buffer): void => {
@@ -162,7 +154,6 @@ export class Connection implements ResponseSink {
       if (this.body !== body) return;
       if (chunked) socket.write('0\r\n\r\n', 'latin1');
       this.detachBody();
-      this.bodyDone = true;
       this.startHeadersWait();
     };
     const onGone = (): void => {
@@ -208,11 +199,10 @@ export class Connection implements ResponseSink {
 
   onEnd(reusable: boolean): void {
     this.deadline = 0;
-    if (!this.bodyDone) {
+    if (this.body !== null) {
       // The backend answered before reading the whole body (an early 413, say): the
       // connection is out of step with the body, so it is not reused.
       this.detachBody();
-      this.bodyDone = true;
       reusable = false;
     }
     this.complete(reusable);
@@ -339,5 +329,5 @@ export class Connection implements ResponseSink {
 }
 
 function replayable(opts: Dispatcher.DispatchOptions): boolean {
-  return IDEMPOTENT.has(opts.method) && (opts.body == null || Buffer.isBuffer(opts.body));
+  return isIdempotent(opts.method) && (opts.body == null || Buffer.isBuffer(opts.body));
 }

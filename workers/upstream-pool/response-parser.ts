@@ -11,6 +11,8 @@
 // socket into one shared buffer): body chunks are only lent to the sink for the call, and
 // whatever the parser keeps — the head, a split line, bytes held during a pause — is copied.
 
+import { equalsLower } from '../http-fields';
+
 export interface ResponseSink {
   /** Status line and fields, names and values as raw Buffers (views over the read buffer). */
   onHead(status: number, statusText: string, rawHeaders: Buffer[]): boolean;
@@ -411,10 +413,4 @@ function hexValue(c: number): number {
   const l = c | 0x20;
   if (l >= 0x61 && l <= 0x66) return l - 0x61 + 10;
   return -1;
-}
-
-/** Case-insensitive compare of bytes at `from` with a lower-case ASCII name. */
-function equalsLower(data: Buffer, from: number, lower: string): boolean {
-  for (let i = 0; i < lower.length; i++) if ((data[from + i] | 0x20) !== lower.charCodeAt(i)) return false;
-  return true;
 }

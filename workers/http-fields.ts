@@ -1,0 +1,55 @@
+// HTTP facts the stages, the cache and the upstream client share, defined once.
+import { STATUS_CODES } from 'node:http';
+
+/** What ugate appends to Via, on requests and on responses. */
+export const VIA = '1.1 ugate';
+
+/** Methods that may be sent twice without harm (RFC 9110 §9.2.2): retries to another backend
+ * (retry.ts) and re-sends after a stale keep-alive connection (upstream-pool). */
+export function isIdempotent(method: string): boolean {
+  switch (method) {
+    case 'GET':
+    case 'HEAD':
+    case 'PUT':
+    case 'DELETE':
+    case 'OPTIONS':
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** The field names a Connection header value lists, lower-cased, added to `into`: those
+ * fields are hop-by-hop too (RFC 9110 §7.6.1). "close" and "keep-alive" are options, not
+ * field names. Returns `into`, or null when nothing was listed and `into` was null. */
+export function connectionNamed(value: string, into: string[] | null): string[] | null {
+  for (const raw of value.toLowerCase().split(',')) {
+    const n = raw.trim();
+    if (n !== '' && n !== 'close' && n !== 'keep-alive') (into ??= []).push(n);
+  }
+  return into;
+}
+
+/** Case-insensitive compare of the bytes at `from` with a lower-case field name (the caller
+ * checks the length). OR 0x20 lower-cases letters and leaves "-" (0x2d) unchanged. */
+export function equalsLower(data: Buffer, from: number, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) if ((data[from + i] | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
+}
+
+const STATUS_LINES = new Map<number, string>();
+
+/** "200 OK": the backend's reason phrase when it has its own, the standard one (cached) when
+ * it has none or the same. */
+export function statusLine(status: number, text: string): string {
+  const standard = STATUS_CODES[status];
+  if (text === '' || text === standard) {
+    let line = STATUS_LINES.get(status);
+    if (line === undefined) {
+      line = `${status} ${standard ?? 'Unknown'}`;
+      STATUS_LINES.set(status, line);
+    }
+    return line;
+  }
+  return `${status} ${text}`;
+}
