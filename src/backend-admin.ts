@@ -1,7 +1,7 @@
 // The admin view of the backend table: /stats "backends", per-backend Prometheus series, and
 // the drain / up actions (POST /backends/drain, POST /backends/up).
 import type { GatewayConfig } from './config/config';
-import { BackendTable, backendTableIndexes, CIRCUIT_NAMES, markUp, type BackendRows } from './shared/backend-table';
+import { BackendTable, CIRCUIT_NAMES, markUp, type BackendRows } from './shared/backend-table';
 import {
   BK_CIRCUIT,
   BK_DRAINED,
@@ -34,8 +34,8 @@ export interface BackendRow {
 export class BackendAdmin {
   private readonly rows: { route: string; url: string; origin: string; backup: boolean; weight: number; row: number }[] = [];
 
-  constructor(config: GatewayConfig, readonly table: BackendTable, rows?: BackendRows) {
-    this.update(config, rows ?? backendTableIndexes(config));
+  constructor(config: GatewayConfig, readonly table: BackendTable, rows: BackendRows) {
+    this.update(config, rows);
   }
 
   /** After a reload: the new routes and their rows. */

@@ -4,13 +4,12 @@
 // they took. New backends get a free row; rows of removed backends are reused only once
 // nothing is in flight on them.
 import type { GatewayConfig } from './config/config';
-import { BackendTable, resetRow, type BackendRows } from './shared/backend-table';
+import { BackendTable, backendCount, resetRow, type BackendRows } from './shared/backend-table';
 import { BK_IN_FLIGHT } from './shared/layout';
 
 /** Rows allocated up front: reloads can add backends up to this without a new buffer. */
 export function tableCapacity(config: GatewayConfig): number {
-  const n = config.routes.reduce((sum, r) => sum + r.backends.length, 0);
-  return Math.max(64, 4 * n);
+  return Math.max(64, 4 * backendCount(config));
 }
 
 export class BackendRowAllocator {
@@ -20,8 +19,13 @@ export class BackendRowAllocator {
 
   /** Rows for `config`, or an error message when the table is full. Commits only on success. */
   assign(config: GatewayConfig): BackendRows | string {
+    // Rows of backends that stay are reserved first; every other row is free again.
     const next = new Map<string, number>();
-    const used = new Set(this.byKey.values());
+    for (const r of config.routes) for (const b of r.backends) {
+      const row = this.byKey.get(keyOf(r.name, b.url));
+      if (row !== undefined) next.set(keyOf(r.name, b.url), row);
+    }
+    const used = new Set(next.values());
     let free = 0;
     const takeFree = (): number => {
       for (; free < this.table.count; free++) {
@@ -31,19 +35,10 @@ export class BackendRowAllocator {
       }
       return -1;
     };
-    // Rows of backends that stay are reserved first; then rows no longer used are free again.
-    for (const r of config.routes) for (const b of r.backends) {
-      const key = `${r.name}\u0000${b.url}`;
-      const row = this.byKey.get(key);
-      if (row !== undefined) next.set(key, row);
-    }
-    const keep = new Set(next.values());
-    for (const row of this.byKey.values()) if (!keep.has(row)) used.delete(row);
-    for (const row of keep) used.add(row);
     const fresh: number[] = [];
     const rows = config.routes.map((r) =>
       r.backends.map((b) => {
-        const key = `${r.name}\u0000${b.url}`;
+        const key = keyOf(r.name, b.url);
         let row = next.get(key);
         if (row === undefined) {
           row = takeFree();
@@ -59,4 +54,8 @@ export class BackendRowAllocator {
     this.byKey = next;
     return rows;
   }
+}
+
+function keyOf(route: string, url: string): string {
+  return `${route}\u0000${url}`;
 }

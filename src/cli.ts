@@ -58,7 +58,7 @@ async function main(argv: string[]): Promise<void> {
   const backendTable = new BackendTable(BackendTable.create(tableCapacity(config), config.workers));
   const allocator = new BackendRowAllocator(backendTable);
   const rows = allocator.assign(config) as BackendRows;
-  const supervisor = new Supervisor(config, aggregate, backendTable.buffer, rows);
+  const supervisor = new Supervisor(config, aggregate, backendTable, rows);
   const health = new HealthChecker(config, backendTable, rows);
   const backendAdmin = new BackendAdmin(config, backendTable, rows);
   let admin: AdminServer | null = null;

@@ -6,7 +6,7 @@
 import { Agent, request } from 'undici';
 import type { BalancingConfig, GatewayConfig } from './config/config';
 import { log } from './log';
-import { BackendTable, backendTableIndexes, type BackendRows } from './shared/backend-table';
+import { BackendTable, type BackendRows } from './shared/backend-table';
 import { BK_EJECTED_UNTIL, BK_HEALTHY } from './shared/layout';
 
 interface Target {
@@ -28,17 +28,13 @@ export class HealthChecker {
   private readonly agent = new Agent({ connections: 4 });
   private stopped = false;
 
-  constructor(config: GatewayConfig, private readonly table: BackendTable, rows: BackendRows = backendTableIndexes(config)) {
+  constructor(config: GatewayConfig, private readonly table: BackendTable, rows: BackendRows) {
     config.routes.forEach((r, ri) => {
       if (r.lb.healthPath === null) return;
       r.backends.forEach((b, bi) => {
         this.targets.push({ route: r.name, url: b.url, origin: b.origin, row: table.row(rows[ri][bi]), lb: r.lb, up: true, passes: 0, fails: 0, timer: null });
       });
     });
-  }
-
-  get active(): boolean {
-    return this.targets.length > 0;
   }
 
   start(): void {

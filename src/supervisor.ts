@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { GatewayConfig } from './config/config';
 import { log } from './log';
-import { BackendTable, backendCount, type BackendRows } from './shared/backend-table';
+import type { BackendTable, BackendRows } from './shared/backend-table';
 import type { ReloadFrame } from './shared/reload-frame';
 import { CONTROL_RING_BYTES, TELEMETRY_RING_BYTES } from './shared/layout';
 import { createRing, RingReader, RingWriter } from './shared/ring';
@@ -38,17 +38,15 @@ export class Supervisor {
   private readonly pollTimer: NodeJS.Timeout;
 
   /** The per-backend table shared with every worker (src/shared/backend-table.ts). */
-  readonly backendTable: SharedArrayBuffer;
   private readonly table: BackendTable;
 
   /** Backend-table rows of the current config, and its generation (reloads). */
-  private rows: BackendRows | undefined;
+  private rows: BackendRows;
   private gen = 0;
 
-  constructor(private config: GatewayConfig, private readonly aggregate: TelemetryAggregate, backendTable?: SharedArrayBuffer, rows?: BackendRows) {
+  constructor(private config: GatewayConfig, private readonly aggregate: TelemetryAggregate, table: BackendTable, rows: BackendRows) {
     this.rows = rows;
-    this.backendTable = backendTable ?? BackendTable.create(backendCount(config), config.workers);
-    this.table = new BackendTable(this.backendTable);
+    this.table = table;
     this.pollTimer = setInterval(() => this.collectTelemetry(), TELEMETRY_INTERVAL_MS);
   }
 
@@ -72,7 +70,7 @@ export class Supervisor {
   private spawn(index: number, crashes = 0): Slot {
     const telemetryRing = createRing(TELEMETRY_RING_BYTES);
     const controlRing = createRing(CONTROL_RING_BYTES);
-    const init: WorkerInit = { index, config: this.config, port: this.port, telemetryRing, controlRing, backendTable: this.backendTable, backendRows: this.rows, gen: this.gen };
+    const init: WorkerInit = { index, config: this.config, port: this.port, telemetryRing, controlRing, backendTable: this.table.buffer, backendRows: this.rows, gen: this.gen };
     const worker = new Worker(WORKER_SCRIPT, { workerData: init, name: `ugate-proxy-${index}` });
     const slot: Slot = {
       index,
@@ -202,7 +200,7 @@ export class Supervisor {
     this.rows = rows;
     this.gen = gen;
     const frame: ReloadFrame = { t: 'reload', gen, config, rows };
-    for (const s of this.slots) if (s && s.phase !== 'exited') this.sendControl(s, frame as unknown as ControlFrame);
+    for (const s of this.slots) if (s && s.phase !== 'exited') this.sendControl(s, frame);
   }
 
   private sendControl(slot: Slot, frame: ControlFrame): void {

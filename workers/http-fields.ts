@@ -4,6 +4,10 @@ import { STATUS_CODES } from 'node:http';
 /** What ugate appends to Via, on requests and on responses. */
 export const VIA = '1.1 ugate';
 
+/** Response fields never forwarded to a client: hop-by-hop ones (RFC 9110 §7.6.1), and the
+ * two uWS always writes itself (Date, Content-Length), which would otherwise appear twice. */
+export const RESPONSE_HOP_FIELDS = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length', 'date', 'proxy-authenticate'];
+
 /** Methods that may be sent twice without harm (RFC 9110 §9.2.2): retries to another backend
  * (retry.ts) and re-sends after a stale keep-alive connection (upstream-pool). */
 export function isIdempotent(method: string): boolean {

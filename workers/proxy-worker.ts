@@ -7,7 +7,6 @@ import type { GatewayConfig } from '../src/config/config';
 import { RingReader, RingWriter } from '../src/shared/ring';
 import { TELEMETRY_INTERVAL_MS, type ControlFrame } from '../src/shared/telemetry-frame';
 import { BackendTable, type BackendRows } from '../src/shared/backend-table';
-import type { ReloadFrame } from '../src/shared/reload-frame';
 import { applyReload } from './reload';
 import { WorkerCache } from './cache/cache';
 import { handleRequest } from './pipeline';
@@ -25,7 +24,7 @@ export interface WorkerInit {
   /** The per-backend table (src/shared/backend-table.ts), shared by main and every worker. */
   readonly backendTable: SharedArrayBuffer;
   /** Row of each backend in that table (after a reload, main's allocator decides). */
-  readonly backendRows?: BackendRows;
+  readonly backendRows: BackendRows;
   /** Config generation (0 at start, +1 per reload). */
   readonly gen?: number;
 }
@@ -101,14 +100,13 @@ async function controlLoop(): Promise<void> {
 
 function onControl(message: unknown): void {
   const frame = message as ControlFrame;
-  const t = frame.t;
   if (frame.t === 'cache-purge') {
     const removed = state.cache ? state.cache.purge(frame.url !== undefined ? { url: frame.url } : { prefix: frame.prefix ?? '/' }) : 0;
     send({ type: 'cache-purged', id: frame.id, removed });
-  } else if (t === 'drain') void drain();
+  } else if (frame.t === 'drain') void drain();
   // The drain deadline passed: closing every socket aborts what is still in flight.
-  else if (t === 'close-now') closeApp();
-  else if ((t as string) === 'reload') void applyReload(state, message as ReloadFrame, flushTelemetry);
+  else if (frame.t === 'close-now') closeApp();
+  else if (frame.t === 'reload') void applyReload(state, frame, flushTelemetry);
 }
 
 function closeApp(): void {

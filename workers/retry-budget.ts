@@ -4,7 +4,7 @@
 // multiplying every request by (1 + retries).
 const BUCKETS = 10;
 const BUCKET_MS = 1000;
-export const MIN_RETRIES = 10;
+const MIN_RETRIES = 10;
 
 export class RetryBudget {
   private readonly requests = new Int32Array(BUCKETS);

@@ -2,8 +2,8 @@
 // Nothing here is shared with another thread except through src/shared (rings, tables).
 import { Pool, type Dispatcher } from 'undici';
 import type { Backend, GatewayConfig, RouteConfig } from '../src/config/config';
-import { BackendTable, backendTableIndexes, type BackendRows } from '../src/shared/backend-table';
-import type { Balancer } from './balancers/balancer';
+import { BackendTable, type BackendRows } from '../src/shared/backend-table';
+import { fnv1a, type Balancer } from './balancers/balancer';
 import { createBalancer } from './balancers/registry';
 import type { RetryBudget } from './retry-budget';
 import type { WorkerTelemetry } from './telemetry';
@@ -37,8 +37,6 @@ export interface RuntimeRoute {
   readonly index: number;
   readonly config: RouteConfig;
   readonly backends: readonly RuntimeBackend[];
-  /** Round-robin cursor (per worker). */
-  next: number;
   readonly balancer: Balancer;
   /** Reused by the balance stage: the backends usable for the current request. */
   readonly candidates: RuntimeBackend[];
@@ -62,7 +60,7 @@ export interface WorkerState {
 }
 
 /** `reuse`: pools of the previous config, by poolKey; a pool taken from it is deleted there. */
-export function createRoutes(config: GatewayConfig, table: BackendTable, worker: number, rows: BackendRows = backendTableIndexes(config), reuse?: Map<string, UpstreamPool>): RuntimeRoute[] {
+export function createRoutes(config: GatewayConfig, table: BackendTable, worker: number, rows: BackendRows, reuse?: Map<string, UpstreamPool>): RuntimeRoute[] {
   return config.routes.map((route, index) => {
     const backends: RuntimeBackend[] = route.backends.map((backend, i) => {
       const stickyId = stickyIdOf(backend.url);
@@ -77,7 +75,7 @@ export function createRoutes(config: GatewayConfig, table: BackendTable, worker:
         stickyCookie: `${STICKY_COOKIE}=${stickyId}; Path=/; HttpOnly; SameSite=Lax`,
       };
     });
-    return { index, config: route, backends, next: 0, balancer: createBalancer(route.lb, backends), candidates: [] };
+    return { index, config: route, backends, balancer: createBalancer(route.lb, backends), candidates: [] };
   });
 }
 
@@ -85,9 +83,7 @@ export const STICKY_COOKIE = 'ugate_sticky';
 
 /** FNV-1a of the URL, base 36: short, stable across workers and restarts, reveals no address. */
 export function stickyIdOf(url: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < url.length; i++) h = Math.imul(h ^ url.charCodeAt(i), 0x01000193);
-  return (h >>> 0).toString(36);
+  return (fnv1a(url) >>> 0).toString(36);
 }
 
 /** Same route, same origin, same pool settings: the pool can be kept across a reload. */

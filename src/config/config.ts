@@ -279,10 +279,12 @@ function buildRoute(input: unknown, field: string, defaults: RawSettings, index:
     throw new ConfigError(`${field}.name`, `${JSON.stringify(name)} must be letters, digits, _ . or -`);
   }
   const merged = { ...defaults, ...r };
-  const upstreamField = field === 'upstream' ? 'upstream' : `${field}.upstream`;
-  const list = setting(merged, 'upstream', upstreamField) as Backend[] | undefined;
-  if (!list || list.length === 0) throw new ConfigError(upstreamField, 'at least one backend URL is needed');
-  const opt = (n: string) => setting(merged, n, field === 'upstream' ? n : `${field}.${n}`) as number;
+  // Error messages name top-level keys for the default route, "routes[i].key" for the others.
+  const prefix = field === 'upstream' ? '' : `${field}.`;
+  const get = (n: string) => setting(merged, n, prefix + n);
+  const opt = (n: string) => get(n) as number;
+  const list = get('upstream') as Backend[] | undefined;
+  if (!list || list.length === 0) throw new ConfigError(prefix + 'upstream', 'at least one backend URL is needed');
   return {
     name,
     host,
@@ -295,8 +297,8 @@ function buildRoute(input: unknown, field: string, defaults: RawSettings, index:
     maxBodySize: opt('max-body-size'),
     poolConnections: opt('pool-connections'),
     pipelining: opt('pipelining'),
-    upstreamClient: setting(merged, 'upstream-client', field === 'upstream' ? 'upstream-client' : `${field}.upstream-client`) as 'lean' | 'undici',
-    lb: buildBalancing((n) => setting(merged, n, field === 'upstream' ? n : `${field}.${n}`), field === 'upstream' ? '' : `${field}.`),
+    upstreamClient: get('upstream-client') as 'lean' | 'undici',
+    lb: buildBalancing(get, prefix),
   };
 }
 

@@ -99,13 +99,6 @@ function rowOf(index: number): number {
 /** Table index of every backend, per route, per backend (config order). */
 export type BackendRows = readonly (readonly number[])[];
 
-/** The initial assignment: in config order (routes as sorted, then backends). After a reload
- * main's BackendRowAllocator (src/backend-rows.ts) decides, and sends the rows along. */
-export function backendTableIndexes(config: GatewayConfig): number[][] {
-  let next = 0;
-  return config.routes.map((r) => r.backends.map(() => next++));
-}
-
 export function backendCount(config: GatewayConfig): number {
   return config.routes.reduce((n, r) => n + r.backends.length, 0);
 }

@@ -129,8 +129,8 @@ export const CONTROL_RING_BYTES = 1 << 16;
 //   then, per worker, one Int32 per backend: that worker's share of the in-flight count, so
 //   main can take back what a crashed worker never released (BT_WORKER_COUNT columns).
 //
-// Backends are numbered in config order: routes as sorted in the config, then each route's
-// backends in order (backendTableIndex in backend-table.ts). Times are ms since the epoch.
+// Each backend has a row, assigned by src/backend-rows.ts: config order at start (routes as
+// sorted, then each route's backends), kept across reloads. Times are ms since the epoch.
 
 /** Header bytes: 8 for the Float64 epoch, then Int32 global slots; one cache line. */
 export const BACKEND_TABLE_HEADER_BYTES = CACHE_LINE_BYTES;

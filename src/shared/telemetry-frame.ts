@@ -1,5 +1,6 @@
 // The telemetry frame a worker sends the main thread over its ring, at a fixed cadence.
 // Counts are deltas since the previous frame; the main thread keeps the running totals.
+import type { ReloadFrame } from './reload-frame';
 
 /** Upper bounds (seconds) of the Prometheus histogram ugate_request_duration_seconds. */
 export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
@@ -47,7 +48,9 @@ export interface CacheTelemetry {
 }
 
 /** Main → worker: start draining; or, at the drain deadline, close every connection now;
- * or purge cache entries (answered with a `cache-purged` worker event carrying the same id). */
+ * or purge cache entries (answered with a `cache-purged` worker event carrying the same id);
+ * or switch to a reloaded config. */
 export type ControlFrame =
   | { readonly t: 'drain' | 'close-now' }
-  | { readonly t: 'cache-purge'; readonly id: number; readonly url?: string; readonly prefix?: string };
+  | { readonly t: 'cache-purge'; readonly id: number; readonly url?: string; readonly prefix?: string }
+  | ReloadFrame;

@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startOrigin, startRawOrigin, type Origin, type SeenRequest } from '../helpers/origin';
+import { sha256, startOrigin, startRawOrigin, type Origin, type SeenRequest } from '../helpers/origin';
 import { parseResponses, PseudoRandom, rawConnect } from '../helpers/stream-http';
 import { eventually, startUgate, type Ugate } from '../helpers/ugate';
 
@@ -207,7 +207,7 @@ describe('streaming through ugate', () => {
 
   it('uploads 5 MB with Content-Length intact', async () => {
     const body = randomBytes(5 * MB);
-    const sent = createHash('sha256').update(body).digest('hex');
+    const sent = sha256(body);
     const r = await fetchHashed(u.port, '/upload?cl', {
       method: 'POST',
       headers: { 'content-type': 'application/octet-stream', 'content-length': String(body.length) },
@@ -226,7 +226,7 @@ describe('streaming through ugate', () => {
 
   it('uploads 5 MB with chunked transfer encoding intact', async () => {
     const body = randomBytes(5 * MB);
-    const sent = createHash('sha256').update(body).digest('hex');
+    const sent = sha256(body);
     const r = await fetchHashed(u.port, '/upload?chunked', {
       method: 'POST',
       headers: { 'content-type': 'application/octet-stream' },

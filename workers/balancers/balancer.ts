@@ -10,10 +10,16 @@ export interface Balancer {
   pick(x: Exchange, candidates: readonly RuntimeBackend[]): RuntimeBackend | null;
 }
 
-/** 32-bit FNV-1a with a murmur3 finaliser (FNV alone clusters similar keys on the ring). */
-export function hash32(s: string): number {
+/** 32-bit FNV-1a (as a signed int32; `>>> 0` for the unsigned value). */
+export function fnv1a(s: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h;
+}
+
+/** FNV-1a with a murmur3 finaliser (FNV alone clusters similar keys on the ring). */
+export function hash32(s: string): number {
+  let h = fnv1a(s);
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;

@@ -9,7 +9,7 @@ import { RoundRobinBalancer } from './round-robin';
 import { StickyBalancer } from './sticky';
 import { WeightedBalancer } from './weighted';
 
-export const BALANCERS: Readonly<Record<BalanceAlgorithm, (lb: BalancingConfig, backends: readonly RuntimeBackend[]) => Balancer>> = {
+const BALANCERS: Readonly<Record<BalanceAlgorithm, (lb: BalancingConfig, backends: readonly RuntimeBackend[]) => Balancer>> = {
   'round-robin': () => new RoundRobinBalancer(),
   weighted: (_lb, backends) => new WeightedBalancer(backends),
   'least-conn': () => new LeastConnBalancer(),

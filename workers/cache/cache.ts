@@ -93,8 +93,7 @@ export class WorkerCache {
         // Stale in L2 but it has validators: revalidate it instead of fetching it whole.
         fill.stale = found;
         fill.revalidating = true;
-        if (found.etag !== null) x.headers.push('if-none-match', found.etag);
-        if (found.lastModified !== null) x.headers.push('if-modified-since', found.lastModified);
+        pushValidators(x.headers, found);
       }
     }
     continueFrom(x, CACHE_RESUME);
@@ -108,7 +107,7 @@ export class WorkerCache {
   keyWithVary(headers: readonly string[], primary: string, vary: readonly string[]): string {
     if (vary.length === 0) return primary;
     let key = primary;
-    for (let i = 0; i < vary.length; i++) key += '\n' + vary[i] + ':' + requestHeader(headers, vary[i]);
+    for (let i = 0; i < vary.length; i++) key += '\n' + vary[i] + ':' + joinedField(headers, vary[i]);
     return key;
   }
 
@@ -121,8 +120,7 @@ export class WorkerCache {
     if (this.inflight.has(e.key)) return;
     if (balance(x) !== 0) return;
     const headers = withoutConditionals(x.headers);
-    if (e.etag !== null) headers.push('if-none-match', e.etag);
-    if (e.lastModified !== null) headers.push('if-modified-since', e.lastModified);
+    pushValidators(headers, e);
     headers.push('via', VIA);
     const fill = new CacheFill(this, e.key, e.primary, e.target, null, e, true, emptyDirectives(), false);
     this.inflight.set(e.key, fill);
@@ -178,13 +176,19 @@ export function primaryKey(host: string, target: string): string {
 }
 
 /** A request field's value (repeats joined with ", "), "" when absent. */
-export function requestHeader(h: readonly string[], name: string): string {
+function joinedField(h: readonly string[], name: string): string {
   let out = '';
   for (let i = 0; i < h.length; i += 2) if (h[i] === name) out = out === '' ? h[i + 1].trim() : out + ', ' + h[i + 1].trim();
   return out;
 }
 
 /** The client's fields minus its validators: the cache asks with its own, or for the full body. */
+/** Ask the backend whether the stored entry is still current (RFC 9110 §13.1). */
+export function pushValidators(headers: string[], e: CacheEntry): void {
+  if (e.etag !== null) headers.push('if-none-match', e.etag);
+  if (e.lastModified !== null) headers.push('if-modified-since', e.lastModified);
+}
+
 export function withoutConditionals(h: readonly string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < h.length; i += 2) {

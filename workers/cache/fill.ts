@@ -14,14 +14,11 @@ import { upstreamErrorId } from '../stages/stream-back';
 import type { WorkerCache } from './cache';
 import { emptyDirectives, emptyFacts, emptyFreshness, storability, type Directives, type Freshness, type ResponseFacts } from './policy';
 import { serveEntry } from './serve';
-import { connectionNamed, statusLine } from '../http-fields';
+import { connectionNamed, RESPONSE_HOP_FIELDS, statusLine } from '../http-fields';
 import { entrySize, type CacheEntry } from './store';
 
 /** Response fields never stored: hop-by-hop, and those uWS or the cache write themselves. */
-const NOT_STORED = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
-  'content-length', 'date', 'age', 'proxy-authenticate', 'x-cache', 'via',
-]);
+const NOT_STORED = new Set([...RESPONSE_HOP_FIELDS, 'age', 'x-cache', 'via']);
 
 export class CacheFill {
   readonly waiters: Exchange[] = [];

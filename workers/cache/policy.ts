@@ -80,7 +80,7 @@ function applyDirective(d: Directives, name: string, arg: string): void {
  * minus 206 (ugate does not combine ranges). Other statuses are never stored. */
 const CACHEABLE_STATUS = new Set([200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501]);
 
-export function isCacheableStatus(status: number): boolean {
+function isCacheableStatus(status: number): boolean {
   return CACHEABLE_STATUS.has(status);
 }
 

@@ -7,7 +7,7 @@
 //                                    a stale entry's validators go upstream (revalidation)
 //
 // Requests with a body, Range requests and Cache-Control: no-store pass through untouched.
-import { primaryKey, withoutConditionals } from '../cache/cache';
+import { primaryKey, pushValidators, withoutConditionals } from '../cache/cache';
 import { CacheFill } from '../cache/fill';
 import { emptyDirectives, parseCacheControl, type Directives } from '../cache/policy';
 import { ageMs, serveEntry } from '../cache/serve';
@@ -79,10 +79,7 @@ export function cacheLookup(x: Exchange): number {
   // The fill asks for the full response, or with the stored validators: never with the client's
   // own (a 304 for the client's copy cannot fill the cache). The client still gets its 304 from the entry.
   const headers = withoutConditionals(x.headers);
-  if (revalidating) {
-    if (entry!.etag !== null) headers.push('if-none-match', entry!.etag);
-    if (entry!.lastModified !== null) headers.push('if-modified-since', entry!.lastModified);
-  }
+  if (revalidating) pushValidators(headers, entry!);
   x.headers = headers;
   x.cacheFill = fill;
   cache.inflight.set(key, fill);

@@ -12,7 +12,7 @@
 import { E } from '../../src/shared/errors';
 import { Exchange, Phase } from '../exchange';
 import { endBodiless } from '../end-bodiless';
-import { connectionNamed, equalsLower, statusLine, VIA } from '../http-fields';
+import { connectionNamed, equalsLower, RESPONSE_HOP_FIELDS, statusLine, VIA } from '../http-fields';
 import { respondError } from '../respond';
 import { failAttempt, noteAnswer } from '../retry';
 import { record } from './record';
@@ -210,14 +210,14 @@ function writeHead(x: Exchange): void {
   if (x.worker.draining) res.writeHeader('connection', 'close');
 }
 
-// Response fields never forwarded: hop-by-hop ones, and the two uWS always writes itself
-// (Date, Content-Length) which would otherwise appear twice.
-const SKIPPED = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length', 'date', 'proxy-authenticate'];
 const SKIP_LENGTHS = new Uint8Array(32);
-for (const s of SKIPPED) SKIP_LENGTHS[s.length] = 1;
+for (const s of RESPONSE_HOP_FIELDS) SKIP_LENGTHS[s.length] = 1;
 
 function isSkippedResponseHeader(name: Buffer): boolean {
-  for (let i = 0; i < SKIPPED.length; i++) if (name.length === SKIPPED[i].length && equalsLower(name, 0, SKIPPED[i])) return true;
+  for (let i = 0; i < RESPONSE_HOP_FIELDS.length; i++) {
+    const field = RESPONSE_HOP_FIELDS[i];
+    if (name.length === field.length && equalsLower(name, 0, field)) return true;
+  }
   return false;
 }
 
