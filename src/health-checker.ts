@@ -3,6 +3,7 @@
 // row take a backend down, health-rise passes bring it back; the state is published to the
 // workers through the backend table's healthy slot, which the balance stage reads on every
 // request, so a backend marked down gets no new request from the next request on.
+// A reload builds a new checker from the old one (see the constructor): state carries over.
 import { Agent, request } from 'undici';
 import type { BalancingConfig, GatewayConfig } from './config/config';
 import { log } from './log';
@@ -28,13 +29,31 @@ export class HealthChecker {
   private readonly agent = new Agent({ connections: 4 });
   private stopped = false;
 
-  constructor(config: GatewayConfig, private readonly table: BackendTable, rows: BackendRows) {
+  /** `previous`: the checker of the config being replaced by a reload (already stopped). */
+  constructor(config: GatewayConfig, private readonly table: BackendTable, rows: BackendRows, previous: HealthChecker | null = null) {
+    const before = new Map(previous?.targets.map((t) => [t.row, t]));
     config.routes.forEach((r, ri) => {
       if (r.lb.healthPath === null) return;
       r.backends.forEach((b, bi) => {
-        this.targets.push({ route: r.name, url: b.url, origin: b.origin, row: table.row(rows[ri][bi]), lb: r.lb, up: true, passes: 0, fails: 0, timer: null });
+        const t: Target = { route: r.name, url: b.url, origin: b.origin, row: table.row(rows[ri][bi]), lb: r.lb, up: true, passes: 0, fails: 0, timer: null };
+        const old = before.get(t.row);
+        before.delete(t.row);
+        // Same backend, same question: keep the verdict and the counts. Starting "up" again would
+        // let a down backend take traffic until health-fall checks failed anew. The row alone is
+        // not enough: a removed backend's row may go to a new backend in the same reload.
+        if (old && old.route === t.route && old.url === t.url && old.lb.healthPath === t.lb.healthPath) {
+          t.up = old.up;
+          t.passes = old.passes;
+          t.fails = old.fails;
+        }
+        Atomics.store(table.i32, t.row + BK_HEALTHY, t.up ? 1 : 0);
+        this.targets.push(t);
       });
     });
+    // Rows checked before and not now (health-path turned off, or the backend removed): nothing
+    // would ever mark them up again, so they are up; passive ejection still applies. A removed
+    // backend's row is reset anyway when it is handed out again.
+    for (const row of before.keys()) Atomics.store(table.i32, row + BK_HEALTHY, 1);
   }
 
   start(): void {

@@ -53,12 +53,16 @@ export class Reloader {
     const gen = ++this.gen;
     this.aggregate.setRoutes(gen, next.routes.map((r) => r.name));
     this.supervisor.reload(next, rows, gen);
-    await this.health.stop();
-    this.health = new HealthChecker(next, this.table, rows);
+    // stop() ends the old checks at once (only its agent closes later), so the new checker takes
+    // over final state; nothing is awaited before the swap, so a second SIGHUP cannot interleave.
+    const old = this.health;
+    const closing = old.stop();
+    this.health = new HealthChecker(next, this.table, rows, old);
     this.health.start();
     this.admin?.update(next, rows);
     this.config = next;
     log('info', `reloaded config (generation ${gen}): ${next.routes.map((r) => `${r.name} -> ${r.backends.map((b) => b.url).join(', ')}`).join('; ')}`);
+    await closing;
     return true;
   }
 }

@@ -1,6 +1,6 @@
 // SIGHUP reload under load: backends swapped in the config file while requests flow; not one
 // request fails, the removed backend stops getting requests, the added one starts, and a bad
-// config is refused with the old one kept.
+// config is refused with the old one kept. Active health state survives a reload.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,8 +11,10 @@ import { eventually, startUgate, type Ugate } from '../helpers/ugate';
 
 const started: Origin[] = [];
 let u: Ugate | null = null;
+let h: Ugate | null = null;
 afterAll(async () => {
   await u?.stop();
+  await h?.stop();
   for (const o of started) await o.close();
 });
 
@@ -74,5 +76,81 @@ describe('SIGHUP reload', () => {
     const r = await load(u!.url, 50, { concurrency: 2 });
     expect(r.failed).toBe(0);
     expect(b.seen.length).toBeGreaterThan(before);
+  });
+});
+
+/** An origin whose health path answers 503: active checks take it down, traffic still gets 200. */
+async function sickOrigin(): Promise<Origin> {
+  const o = await startOrigin((req, res) => {
+    res.statusCode = req.url === '/health' ? 503 : 200;
+    res.end('ok');
+  });
+  started.push(o);
+  return o;
+}
+
+function traffic(o: Origin): number {
+  return o.seen.filter((s) => s.url !== '/health').length;
+}
+function probes(o: Origin): number {
+  return o.seen.filter((s) => s.url === '/health').length;
+}
+
+async function healthyFlag(g: Ugate, url: string): Promise<boolean | undefined> {
+  const stats = (await g.stats()) as unknown as { backends: { url: string; healthy: boolean }[] };
+  return stats.backends.find((b) => b.url === url)?.healthy;
+}
+
+/** Rewrite the config file, send SIGHUP and wait until main has applied generation `gen`. */
+async function reloadWith(g: Ugate, file: string, yaml: string, gen: number): Promise<void> {
+  writeFileSync(file, yaml);
+  g.proc.kill('SIGHUP');
+  await eventually(() => g.output().includes(`reloaded config (generation ${gen})`), 5000);
+}
+
+describe('SIGHUP reload and active health checks', () => {
+  it('a backend that checks took down stays out of rotation across a reload of the same config', async () => {
+    const a = await origin();
+    const b = await sickOrigin();
+    const file = join(mkdtempSync(join(tmpdir(), 'ugate-reload-health-')), 'ugate.yaml');
+    // health-fall 4: a checker that forgot the state would call B healthy for 3 intervals.
+    const yaml = `upstream:\n  - ${a.url}\n  - ${b.url}\nhealth-path: /health\nhealth-interval: 300ms\nhealth-fall: 4\nhealth-rise: 2\n`;
+    writeFileSync(file, yaml);
+    h = await startUgate(['--config', file]);
+    await eventually(async () => (await healthyFlag(h!, b.url)) === false, 10_000);
+
+    const probesBefore = probes(b);
+    await reloadWith(h, file, yaml, 1);
+    // Two probes by the new checker: the first one's verdict has been published.
+    await eventually(() => probes(b) >= probesBefore + 2, 5000);
+    const before = traffic(b);
+    const r = await load(h.url, 40, { concurrency: 4 });
+    expect(r.failed).toBe(0);
+    expect(traffic(b)).toBe(before);
+    expect(await healthyFlag(h, b.url)).toBe(false);
+    await h.stop();
+    h = null;
+  });
+
+  it('turning health-path off by a reload puts a backend the checks took down back into rotation', async () => {
+    const a = await origin();
+    const b = await sickOrigin();
+    const file = join(mkdtempSync(join(tmpdir(), 'ugate-reload-health-')), 'ugate.yaml');
+    const base = `upstream:\n  - ${a.url}\n  - ${b.url}\n`;
+    writeFileSync(file, `${base}health-path: /health\nhealth-interval: 100ms\nhealth-fall: 1\n`);
+    h = await startUgate(['--config', file]);
+    await eventually(async () => (await healthyFlag(h!, b.url)) === false, 5000);
+    const before = traffic(b);
+    expect((await load(h.url, 10, { concurrency: 2 })).failed).toBe(0);
+    expect(traffic(b)).toBe(before);
+
+    await reloadWith(h, file, base, 1);
+    const r = await load(h.url, 40, { concurrency: 4 });
+    expect(r.failed).toBe(0);
+    // Round-robin over two backends again: about half each.
+    expect(traffic(b) - before).toBeGreaterThanOrEqual(10);
+    expect(await healthyFlag(h, b.url)).toBe(true);
+    await h.stop();
+    h = null;
   });
 });
