@@ -169,7 +169,7 @@ export class Supervisor {
 
   private drainRing(slot: Slot): void {
     slot.telemetry.drain((m) => this.aggregate.add(m as TelemetryFrame));
-    this.aggregate.telemetryDropped = this.slots.reduce((n, s) => n + (s ? s.telemetry.dropped : 0), 0);
+    this.aggregate.countDropped(slot.telemetry);
   }
 
   /** Stop accepting, let in-flight requests finish for up to drainTimeoutMs, then close the

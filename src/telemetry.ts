@@ -1,5 +1,6 @@
 // The main thread's view of every worker's telemetry: running totals and merged histograms.
 import * as hdr from 'hdr-histogram-js';
+import type { RingReader } from './shared/ring';
 import { DURATION_BUCKETS, type CacheTelemetry, type TelemetryFrame } from './shared/telemetry-frame';
 
 const NB = DURATION_BUCKETS.length;
@@ -19,7 +20,9 @@ export class TelemetryAggregate {
   readonly workerRequests: number[] = [];
   readonly workerInFlight: number[] = [];
   workerRestarts = 0;
+  /** Frames dropped by every telemetry ring there ever was (see countDropped). */
   telemetryDropped = 0;
+  private readonly droppedSeen = new WeakMap<RingReader, number>();
   /** Response cache: running totals of the counters; null until a worker reports a cache. */
   cache: CacheTotals | null = null;
   /** Per worker: [bytes, entries] at its last frame. */
@@ -37,6 +40,16 @@ export class TelemetryAggregate {
   /** A reload: frames tagged `gen` name their routes by `names`. */
   setRoutes(gen: number, names: readonly string[]): void {
     this.namesByGen.set(gen, names);
+  }
+
+  /** Add what `ring` dropped since the last call for it. The metric is a counter and must not
+   * fall, so it is a running total here rather than a sum over the rings of the live workers:
+   * a replaced worker's ring (drained one last time at its exit) would take its drops along. */
+  countDropped(ring: RingReader): void {
+    const dropped = ring.dropped;
+    // uint32 difference: stays right when the ring's shared counter wraps at 2^32.
+    this.telemetryDropped += (dropped - (this.droppedSeen.get(ring) ?? 0)) >>> 0;
+    this.droppedSeen.set(ring, dropped);
   }
 
   private routeName(index: number): string {
