@@ -53,7 +53,7 @@ async function main(argv: string[]): Promise<void> {
   if (config.demoOrigin) demo = await startDemoOrigin(config.demoOrigin);
 
   const startedAt = Date.now();
-  const aggregate = new TelemetryAggregate(config.routes.map((r) => r.name));
+  const aggregate = new TelemetryAggregate(config.routes.map((r) => r.name), config.workers);
   // The backend table has room for backends added by later reloads (src/backend-rows.ts).
   const backendTable = new BackendTable(BackendTable.create(tableCapacity(config), config.workers));
   const allocator = new BackendRowAllocator(backendTable);

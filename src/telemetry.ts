@@ -30,9 +30,12 @@ export class TelemetryAggregate {
 
   /** Route names per config generation (a reload may add, remove or reorder routes). */
   private readonly namesByGen = new Map<number, readonly string[]>();
+  /** Per worker index: the generation of its last frame. */
+  private readonly workerGen: number[] = [];
   private routeNames: readonly string[];
 
-  constructor(routeNames: readonly string[]) {
+  /** `workers`: the number of worker indexes (fixed for the life of the process). */
+  constructor(routeNames: readonly string[], private readonly workers: number) {
     this.routeNames = routeNames;
     this.namesByGen.set(0, routeNames);
   }
@@ -40,6 +43,11 @@ export class TelemetryAggregate {
   /** A reload: frames tagged `gen` name their routes by `names`. */
   setRoutes(gen: number, names: readonly string[]): void {
     this.namesByGen.set(gen, names);
+  }
+
+  /** Generations whose route names are still kept, oldest first. */
+  get generations(): number[] {
+    return [...this.namesByGen.keys()].sort((a, b) => a - b);
   }
 
   /** Add what `ring` dropped since the last call for it. The metric is a counter and must not
@@ -52,13 +60,26 @@ export class TelemetryAggregate {
     this.droppedSeen.set(ring, dropped);
   }
 
+  /** A worker reads its frames in order and switches generation only forward (it flushes the old
+   * generation's counts before applying a reload; a replacement starts on the current one), so
+   * once every worker index has sent a frame of generation g, no frame older than g can come:
+   * forget those names. A worker that has not reported yet counts as generation 0. */
+  private noteGen(worker: number, gen: number): void {
+    if (this.workerGen[worker] === gen) return;
+    this.workerGen[worker] = gen;
+    let oldest = gen;
+    for (let w = 0; w < this.workers; w++) oldest = Math.min(oldest, this.workerGen[w] ?? 0);
+    for (const g of this.namesByGen.keys()) if (g < oldest) this.namesByGen.delete(g);
+  }
+
   private routeName(index: number): string {
     return this.routeNames[index] ?? 'none';
   }
 
   add(frame: TelemetryFrame): void {
-    this.routeNames = this.namesByGen.get(frame.gen ?? 0) ?? this.routeNames;
     const w = frame.worker;
+    this.noteGen(w, frame.gen ?? 0);
+    this.routeNames = this.namesByGen.get(frame.gen ?? 0) ?? this.routeNames;
     if (frame.cache !== undefined) this.addCache(w, frame.cache);
     this.workerInFlight[w] = frame.inFlight;
     const r = frame.requests;
