@@ -120,4 +120,23 @@ describe('cache background fetches and the backend table', () => {
     expect(sum(s, (x) => x.inFlight)).toBe(0);
     expect(a.hits('/warm') + b.hits('/warm')).toBe(1);
   });
+
+  it('with hash balancing on the client IP, warming and stale refreshes work (no client address to read)', async () => {
+    const a = await origin();
+    const b = await origin();
+    u = await startUgate(['--upstream', a.url, '--upstream', b.url, '--balance', 'hash', '--cache-size', '1mb', '--cache-warm', '/hash-warm?cc=max-age%3D600'], { workers: 1 });
+    expect((await get('/hash-warm?cc=max-age%3D600')).xcache).toBe('HIT');
+    const q = '/hash-swr?cc=max-age%3D1%2C%20stale-while-revalidate%3D60';
+    expect((await get(q)).xcache).toBe('MISS');
+    await sleep(1100);
+    expect((await get(q)).xcache).toBe('STALE');
+    const fresh = await eventually(async () => {
+      const r = await get(q);
+      return r.xcache === 'HIT' && r;
+    });
+    expect(fresh.body).toBe('body 2');
+    // The refresh went where the client's own request goes: the same origin as the miss.
+    expect([a.hits('/hash-swr'), b.hits('/hash-swr')].sort()).toEqual([0, 2]);
+    expect((await u.stats()).workerRestarts).toBe(0);
+  });
 });

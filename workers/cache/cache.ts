@@ -127,8 +127,8 @@ export class WorkerCache {
     headers.push('via', VIA);
     const fill = new CacheFill(this, e.key, e.primary, e.target, null, e, true, emptyDirectives(), false);
     this.inflight.set(e.key, fill);
-    // Its own exchange: the client's is finished (answered from the stale entry).
-    const bx = new Exchange(null as never, x.worker);
+    // Its own exchange: the client's is answered from the stale entry right after this.
+    const bx = backgroundExchange(x.worker);
     bx.route = x.route;
     bx.backend = x.backend;
     fetchInBackground(bx, { path: e.target, method: 'GET', headers }, fill);
@@ -144,7 +144,7 @@ export class WorkerCache {
         host = u.host;
         target = u.pathname + u.search;
       }
-      const x = new Exchange(null as never, state);
+      const x = backgroundExchange(state);
       x.method = 'GET';
       x.host = host;
       x.target = target;
@@ -176,6 +176,14 @@ export class WorkerCache {
     s.hits = s.l2Hits = s.misses = s.stale = s.staleIfError = s.revalidated = s.coalesced = s.stored = s.purged = s.l2Errors = 0;
     return t;
   }
+}
+
+/** The exchange of a request no client waits on. No uWS response behind it: x.peer reads ''
+ * (marked as without a client), so hashing on the client IP hashes the empty key. */
+function backgroundExchange(worker: WorkerState): Exchange {
+  const x = new Exchange(null as never, worker);
+  x.clientGone = true;
+  return x;
 }
 
 /** A request no client waits on, counted on x.backend like any proxied attempt (in flight,
