@@ -9,13 +9,22 @@ import { createRoutes, poolKey, type UpstreamPool, type WorkerState } from './wo
 /** `flush` sends the telemetry gathered under the old routes before they are replaced. */
 export function applyReload(state: WorkerState, frame: ReloadFrame, flush: () => void): Promise<void> {
   flush();
-  const reuse = new Map<string, UpstreamPool>();
-  for (const r of state.routes) for (const b of r.backends) reuse.set(poolKey(r.config, b.config), b.pool);
+  // A route may list the same origin more than once, each entry with its own pool: every old
+  // pool goes in, so each is either taken over once or closed once.
+  const reuse = new Map<string, UpstreamPool[]>();
+  for (const r of state.routes) {
+    for (const b of r.backends) {
+      const key = poolKey(r.config, b.config);
+      const pools = reuse.get(key);
+      if (pools === undefined) reuse.set(key, [b.pool]);
+      else pools.push(b.pool);
+    }
+  }
   const routes = createRoutes(frame.config, state.backendTable, state.index, frame.rows, reuse);
   state.config = frame.config;
   state.routes = routes;
   state.trustedProxies = new Set(frame.config.trustedProxies);
   state.telemetry = new WorkerTelemetry(routes.length, state.index, frame.gen);
   // What was not taken over: backends removed or re-configured. Their in-flight requests finish.
-  return Promise.all([...reuse.values()].map((p) => p.close().catch(() => {}))).then(() => {});
+  return Promise.all([...reuse.values()].flat().map((p) => p.close().catch(() => {}))).then(() => {});
 }

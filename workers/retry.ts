@@ -17,8 +17,14 @@ import { dispatchAttempt, releaseBackend } from './stages/upstream';
 /** Feed passive health: the backend answered with `status` (called once per attempt). */
 export function noteAnswer(x: Exchange, status: number): void {
   const b = x.backend!;
-  if (status >= 500) noteFailure(b.state, b.row, x.worker.backendTable.now(), x.route!.config.lb, x.route!.backends.length > 1);
+  if (status >= 500) noteAttemptFailed(x);
   else noteSuccess(b.state, b.row, (performance.now() - x.dispatchedAt) * 1000);
+}
+
+/** Feed passive health: the attempt failed (5xx, or no response head: connect error, reset, timeout). */
+export function noteAttemptFailed(x: Exchange): void {
+  const b = x.backend!;
+  noteFailure(b.state, b.row, x.worker.backendTable.now(), x.route!.config.lb, x.route!.backends.length > 1);
 }
 
 /** The attempt failed before any response head (connect error, reset, timeout). Counts the
@@ -27,7 +33,7 @@ export function failAttempt(x: Exchange, errorId: number): boolean {
   const b = x.backend!;
   const lb = x.route!.config.lb;
   const table = x.worker.backendTable;
-  noteFailure(b.state, b.row, table.now(), lb, x.route!.backends.length > 1);
+  noteAttemptFailed(x);
   if (!errorSpec(errorId).retryable || x.attempts > lb.retries || x.body !== null || !isIdempotent(x.method)) return false;
   (x.tried ??= []).push(b);
   const next = pickBackend(x);

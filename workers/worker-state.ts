@@ -59,8 +59,10 @@ export interface WorkerState {
   readonly cache?: WorkerCache | null;
 }
 
-/** `reuse`: pools of the previous config, by poolKey; a pool taken from it is deleted there. */
-export function createRoutes(config: GatewayConfig, table: BackendTable, worker: number, rows: BackendRows, reuse?: Map<string, UpstreamPool>): RuntimeRoute[] {
+/** Every backend entry gets its own pool, even when its route lists the same origin twice
+ * (each entry is a separate candidate for the balancer, with its own connection limit).
+ * `reuse`: pools of the previous config, by poolKey; a pool taken from it is removed there. */
+export function createRoutes(config: GatewayConfig, table: BackendTable, worker: number, rows: BackendRows, reuse?: Map<string, UpstreamPool[]>): RuntimeRoute[] {
   return config.routes.map((route, index) => {
     const backends: RuntimeBackend[] = route.backends.map((backend, i) => {
       const stickyId = stickyIdOf(backend.url);
@@ -91,11 +93,13 @@ export function poolKey(route: RouteConfig, backend: Backend): string {
   return [route.name, backend.origin, route.poolConnections, route.pipelining, route.upstreamClient, route.connectTimeoutMs, route.headersTimeoutMs, route.bodyTimeoutMs, route.idleTimeoutMs].join('\u0000');
 }
 
-function takePool(reuse: Map<string, UpstreamPool> | undefined, route: RouteConfig, backend: Backend): UpstreamPool | undefined {
+function takePool(reuse: Map<string, UpstreamPool[]> | undefined, route: RouteConfig, backend: Backend): UpstreamPool | undefined {
   if (reuse === undefined) return undefined;
   const key = poolKey(route, backend);
-  const pool = reuse.get(key);
-  if (pool !== undefined) reuse.delete(key);
+  const pools = reuse.get(key);
+  if (pools === undefined) return undefined;
+  const pool = pools.shift();
+  if (pools.length === 0) reuse.delete(key);
   return pool;
 }
 

@@ -1,6 +1,7 @@
 // SIGHUP reload under load: backends swapped in the config file while requests flow; not one
 // request fails, the removed backend stops getting requests, the added one starts, and a bad
-// config is refused with the old one kept. Active health state survives a reload.
+// config is refused with the old one kept. Active health state survives a reload; pools are
+// kept or closed, none leaked.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,9 +13,11 @@ import { eventually, startUgate, type Ugate } from '../helpers/ugate';
 const started: Origin[] = [];
 let u: Ugate | null = null;
 let h: Ugate | null = null;
+let dup: Ugate | null = null;
 afterAll(async () => {
   await u?.stop();
   await h?.stop();
+  await dup?.stop();
   for (const o of started) await o.close();
 });
 
@@ -152,5 +155,48 @@ describe('SIGHUP reload and active health checks', () => {
     expect(await healthyFlag(h, b.url)).toBe(true);
     await h.stop();
     h = null;
+  });
+});
+
+describe('SIGHUP reload and upstream pools', () => {
+  it('a route listing the same origin twice: both pools are kept by a reload, and both closed when the origin goes', async () => {
+    const a = await origin();
+    const b = await origin();
+    let accepted = 0;
+    a.server.on('connection', () => accepted++);
+    const open = () => new Promise<number>((r, j) => a.server.getConnections((err, n) => (err ? j(err) : r(n))));
+    const get = async () => {
+      const res = await fetch(dup!.url + '/');
+      expect(res.status).toBe(200);
+      await res.text();
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'ugate-reload-'));
+    const file = join(dir, 'ugate.yaml');
+    writeFileSync(file, `upstream:\n  - ${a.url}\n  - ${a.url}\n`);
+    // One worker, requests one at a time: each entry's pool keeps exactly one connection.
+    dup = await startUgate(['--config', file], { workers: 1 });
+    for (let i = 0; i < 4; i++) await get();
+    expect(accepted).toBe(2);
+
+    // Same two entries plus B: both old pools are taken over, so A sees no new connection.
+    writeFileSync(file, `upstream:\n  - ${a.url}\n  - ${a.url}\n  - ${b.url}\n`);
+    dup.proc.kill('SIGHUP');
+    await eventually(async () => {
+      await get();
+      return b.seen.length > 0;
+    });
+    // The worker runs the new routes now; round robin over 3 entries reaches each in 3 requests.
+    for (let i = 0; i < 3; i++) await get();
+    expect(accepted).toBe(2);
+    expect(await open()).toBe(2);
+
+    // A removed: both of its pools close, and with them their idle connections (a pool left
+    // out of the reload would keep its connection until --idle-timeout, 60 s).
+    writeFileSync(file, `upstream:\n  - ${b.url}\n`);
+    dup.proc.kill('SIGHUP');
+    await eventually(async () => (await open()) === 0);
+    const seen = a.seen.length;
+    for (let i = 0; i < 3; i++) await get();
+    expect(a.seen.length).toBe(seen);
   });
 });

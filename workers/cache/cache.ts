@@ -1,10 +1,12 @@
 // A worker's response cache: the L1 store, the fills in flight (coalescing), the counters.
 // One per worker thread; nothing here is shared with another thread.
+import type { Dispatcher } from 'undici';
 import type { CacheConfig } from '../../src/config/config';
 import type { CacheTelemetry } from '../../src/shared/telemetry-frame';
 import { Exchange } from '../exchange';
 import { balance } from '../stages/balance';
 import { route } from '../stages/route';
+import { holdBackend } from '../stages/upstream';
 import type { WorkerState } from '../worker-state';
 import { E } from '../../src/shared/errors';
 import { continueFrom, CACHE_RESUME } from '../pipeline';
@@ -118,13 +120,18 @@ export class WorkerCache {
   /** stale-while-revalidate: refresh `e` once, without a client waiting on it. */
   refreshInBackground(x: Exchange, e: CacheEntry): void {
     if (this.inflight.has(e.key)) return;
+    // The backend the client's request would get (hash and sticky keys are the client's).
     if (balance(x) !== 0) return;
     const headers = withoutConditionals(x.headers);
     pushValidators(headers, e);
     headers.push('via', VIA);
     const fill = new CacheFill(this, e.key, e.primary, e.target, null, e, true, emptyDirectives(), false);
     this.inflight.set(e.key, fill);
-    x.backend!.pool.dispatch({ path: e.target, method: 'GET', headers }, new BackgroundHandler(fill));
+    // Its own exchange: the client's is answered from the stale entry right after this.
+    const bx = backgroundExchange(x.worker);
+    bx.route = x.route;
+    bx.backend = x.backend;
+    fetchInBackground(bx, { path: e.target, method: 'GET', headers }, fill);
   }
 
   /** --cache-warm: fetch each path into this worker's cache, as a request for `host` would. */
@@ -137,7 +144,7 @@ export class WorkerCache {
         host = u.host;
         target = u.pathname + u.search;
       }
-      const x = new Exchange(null as never, state);
+      const x = backgroundExchange(state);
       x.method = 'GET';
       x.host = host;
       x.target = target;
@@ -147,7 +154,7 @@ export class WorkerCache {
       if (this.inflight.has(primary) || this.store.get(primary) !== undefined) continue;
       const fill = new CacheFill(this, primary, primary, target, null, null, false, emptyDirectives(), false);
       this.inflight.set(primary, fill);
-      x.backend!.pool.dispatch({ path: target, method: 'GET', headers: ['host', host, 'via', VIA] }, new BackgroundHandler(fill));
+      fetchInBackground(x, { path: target, method: 'GET', headers: ['host', host, 'via', VIA] }, fill);
     }
   }
 
@@ -169,6 +176,22 @@ export class WorkerCache {
     s.hits = s.l2Hits = s.misses = s.stale = s.staleIfError = s.revalidated = s.coalesced = s.stored = s.purged = s.l2Errors = 0;
     return t;
   }
+}
+
+/** The exchange of a request no client waits on. No uWS response behind it: x.peer reads ''
+ * (marked as without a client), so hashing on the client IP hashes the empty key. */
+function backgroundExchange(worker: WorkerState): Exchange {
+  const x = new Exchange(null as never, worker);
+  x.clientGone = true;
+  return x;
+}
+
+/** A request no client waits on, counted on x.backend like any proxied attempt (in flight,
+ * half-open probe, passive health, EWMA): otherwise least-conn would not see it, and a failing
+ * backend would never be ejected or its circuit opened by it. */
+function fetchInBackground(x: Exchange, opts: Dispatcher.DispatchOptions, fill: CacheFill): void {
+  holdBackend(x);
+  x.backend!.pool.dispatch(opts, new BackgroundHandler(fill, x));
 }
 
 export function primaryKey(host: string, target: string): string {

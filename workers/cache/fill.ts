@@ -10,7 +10,9 @@ import { E } from '../../src/shared/errors';
 import { Exchange, Phase } from '../exchange';
 import { continueFrom, CACHE_LOOKUP, CACHE_RESUME } from '../pipeline';
 import { respondError } from '../respond';
+import { noteAnswer, noteAttemptFailed } from '../retry';
 import { upstreamErrorId } from '../stages/stream-back';
+import { releaseBackend } from '../stages/upstream';
 import type { WorkerCache } from './cache';
 import { emptyDirectives, emptyFacts, emptyFreshness, storability, type Directives, type Freshness, type ResponseFacts } from './policy';
 import { serveEntry } from './serve';
@@ -339,16 +341,26 @@ function headerText(e: CacheEntry, name: string): string | null {
   return out;
 }
 
-/** undici handler for requests no client waits on directly: background refreshes, warming. */
+/** undici handler for requests no client waits on directly: background refreshes, warming.
+ * `x` carries the backend accounting (held by holdBackend before dispatch): the request
+ * feeds passive health and gives back its in-flight slot like any proxied attempt. */
 export class BackgroundHandler implements Dispatcher.DispatchHandler {
-  constructor(private readonly fill: CacheFill) {}
+  private answered = false;
+
+  constructor(
+    private readonly fill: CacheFill,
+    private readonly x: Exchange,
+  ) {}
 
   onConnect(abort: (err?: Error) => void): void {
     this.fill.abort = abort;
   }
 
   onHeaders(status: number, rawHeaders: Buffer[], _resume: () => void, statusText: string): boolean {
-    if (status >= 200) this.fill.onHeaders(status, statusText, rawHeaders);
+    if (status < 200) return true;
+    this.answered = true;
+    noteAnswer(this.x, status);
+    this.fill.onHeaders(status, statusText, rawHeaders);
     return true;
   }
 
@@ -358,10 +370,14 @@ export class BackgroundHandler implements Dispatcher.DispatchHandler {
   }
 
   onComplete(): void {
+    releaseBackend(this.x);
     this.fill.onComplete();
   }
 
   onError(err: Error): void {
+    // After a head, the answer was already counted (as for a client's request).
+    if (!this.answered) noteAttemptFailed(this.x);
+    releaseBackend(this.x);
     this.fill.onError(err);
   }
 }

@@ -55,8 +55,10 @@ export function cacheLookup(x: Exchange): number {
     const clientAcceptsStale = !d.noCache && d.maxAge < 0;
     if (clientAcceptsStale && !entry.mustRevalidate && !entry.noCache && entry.staleWhileRevalidateMs > 0 && age < entry.lifetimeMs + entry.staleWhileRevalidateMs) {
       cache.stats.stale++;
-      serveEntry(x, entry, 'STALE', now);
+      // Refresh first: its backend is picked with the client's request, and a balancer may
+      // read the client's address, which uWS forbids once the response is sent.
       cache.refreshInBackground(x, entry);
+      serveEntry(x, entry, 'STALE', now);
       return TAKEN;
     }
   }

@@ -50,12 +50,19 @@ function dispatch(x: Exchange, body: Buffer | RequestBody | null): void {
 /** Send the request to x.backend, holding an in-flight slot in the shared table until the
  * attempt ends (releaseBackend). Retries (workers/retry.ts) come back here. */
 export function dispatchAttempt(x: Exchange): void {
-  const b = x.backend!;
   x.attempts++;
+  holdBackend(x);
+  x.backend!.pool.dispatch(x.dispatchOptions!, new UpstreamHandler(x, x.attempts));
+}
+
+/** Count a request about to go to x.backend in the shared table: in flight (least-conn sees
+ * it), a half-open circuit's probe slot, the start of the EWMA sample. Every request sent
+ * upstream holds one, cache background fetches too; releaseBackend gives it back. */
+export function holdBackend(x: Exchange): void {
+  const b = x.backend!;
   x.probe = noteDispatch(b.state, b.row, b.own);
   x.backendHeld = true;
   x.dispatchedAt = performance.now();
-  b.pool.dispatch(x.dispatchOptions!, new UpstreamHandler(x, x.attempts));
 }
 
 export function releaseBackend(x: Exchange): void {
