@@ -34,7 +34,9 @@ const SCENARIOS = {
     targets: ['upstream', 'ugate-1w', 'ugate-cache', 'nginx', 'nginx-cache'] },
 };
 const QUICK_SCENARIOS = ['small', 'post1k'];
-const TARGETS = ['upstream', 'ugate-1w', 'ugate-2w', 'nginx', 'haproxy', 'node-baseline', 'ugate-cache', 'nginx-cache'];
+const TARGETS = ['upstream', 'ugate-1w', 'ugate-2w', 'ugate-pipe', 'nginx', 'haproxy', 'node-baseline', 'ugate-cache', 'nginx-cache'];
+/** ugate-pipe: one worker with upstream pipelining (opt-in; nginx and HAProxy do not pipeline). */
+const PIPE_DEPTH = 16;
 /** Targets that only make sense in scenarios naming them (SCENARIOS[x].targets). */
 const SCENARIO_ONLY_TARGETS = new Set(['ugate-cache', 'nginx-cache']);
 
@@ -46,6 +48,7 @@ const COLORS = {
   upstream: '#9e9e9e',
   'ugate-1w': '#f4a261',
   'ugate-2w': '#e76f51',
+  'ugate-pipe': '#c1121f',
   nginx: '#2a9d8f',
   haproxy: '#457b9d',
   'node-baseline': '#8d6cab',
@@ -562,8 +565,8 @@ async function startTarget(name, upstream, tools) {
       return { name, skip: `${path.relative(ROOT, UGATE_CLI)} not found (build it: npx tsc -p tsconfig.json in ${ROOT})` };
     }
     const workers = name === 'ugate-2w' ? '2' : '1';
-    const cache = name === 'ugate-cache' ? ['--cache-size', '64mb'] : [];
-    rec = startProcess(name, process.execPath, [UGATE_CLI, '--listen', `127.0.0.1:${port}`, '--admin', '127.0.0.1:0', '--upstream', `http://127.0.0.1:${upstream.port}`, '--workers', workers, ...cache], { logFile });
+    const extra = name === 'ugate-cache' ? ['--cache-size', '64mb'] : name === 'ugate-pipe' ? ['--pipelining', String(PIPE_DEPTH)] : [];
+    rec = startProcess(name, process.execPath, [UGATE_CLI, '--listen', `127.0.0.1:${port}`, '--admin', '127.0.0.1:0', '--upstream', `http://127.0.0.1:${upstream.port}`, '--workers', workers, ...extra], { logFile });
   } else {
     throw new Error(`unknown target ${name}`);
   }

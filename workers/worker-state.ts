@@ -106,14 +106,13 @@ function takePool(reuse: Map<string, UpstreamPool[]> | undefined, route: RouteCo
 // Backends' response heads may be larger than undici's 16 KiB default (big cookies, CSP).
 const MAX_RESPONSE_HEAD = 64 * 1024;
 
-/** The lean client serves plain-HTTP backends one request per connection at a time; TLS and
- * pipelining are undici's. */
+/** The lean client serves plain-HTTP backends; TLS is undici's. */
 // One per worker thread, shared by all its lean pools (see workers/upstream-pool/pool.ts).
 // A reload with another size makes a new one for new pools; kept pools keep theirs.
 let readBuffer: Buffer | null = null;
 
 function createPool(route: RouteConfig, backend: Backend, readBufferSize: number): UpstreamPool {
-  if (route.upstreamClient === 'lean' && backend.origin.startsWith('http:') && route.pipelining === 1) {
+  if (route.upstreamClient === 'lean' && backend.origin.startsWith('http:')) {
     if (readBuffer === null || readBuffer.length !== readBufferSize) readBuffer = Buffer.allocUnsafe(readBufferSize);
     return new Http1Pool(backend.origin, {
       readBuffer,
@@ -123,6 +122,7 @@ function createPool(route: RouteConfig, backend: Backend, readBufferSize: number
       bodyTimeout: route.bodyTimeoutMs,
       keepAliveTimeout: route.idleTimeoutMs,
       maxHeaderSize: MAX_RESPONSE_HEAD,
+      pipelining: route.pipelining,
     });
   }
   return new Pool(backend.origin, {

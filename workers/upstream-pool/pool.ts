@@ -1,6 +1,6 @@
 // The lean upstream client: one pool of keep-alive HTTP/1.1 connections per backend, per
 // worker, speaking plain TCP through node:net. It replaces undici on the hot path for http://
-// backends without pipelining: the same dispatch/handler contract (undici's raw handler
+// backends: the same dispatch/handler contract (undici's raw handler
 // interface, so stream-back and the cache do not know which client serves them) and the
 // same error codes, at a fraction of the per-request cost (measured in native-bench).
 //
@@ -9,9 +9,10 @@
 // header values left as Buffer views, sockets read into one shared buffer, and timeouts are
 // deadlines swept by one interval per pool instead of a timer per request.
 //
-// This file: the pool (idle stack, FIFO queue, limits, sweeping). connection.ts: one socket
-// carrying one request at a time.
+// This file: the pool (idle stack, FIFO queue, limits, sweeping, where a pipelined request
+// goes). connection.ts: one socket, one request at a time or a pipeline of them.
 import type { Dispatcher } from 'undici';
+import { isIdempotent } from '../http-fields';
 import { Connection, UpstreamError } from './connection';
 
 export interface Http1PoolOptions {
@@ -22,6 +23,8 @@ export interface Http1PoolOptions {
   readonly bodyTimeout: number;
   readonly keepAliveTimeout: number;
   readonly maxHeaderSize: number;
+  /** Requests in flight on one connection (--pipelining); 1 = none behind another. */
+  readonly pipelining: number;
   /** What every socket reads into, shared by all pools of the thread (connection.ts). */
   readonly readBuffer: Buffer;
 }
@@ -37,12 +40,20 @@ export class PendingRequest {
   conn: Connection | null = null;
   /** onComplete or onError was delivered (or the request was aborted): nothing more is. */
   settled = false;
-  /** Already re-sent once after meeting a stale keep-alive connection. */
+  /** Already re-sent once (after a stale keep-alive connection, or a broken pipeline). */
   replayed = false;
+  /** Bodyless and idempotent: may share a connection with other requests in flight. */
+  readonly bodylessIdempotent: boolean;
   readonly abort: (err?: Error) => void;
 
   constructor(readonly pool: Http1Pool, readonly opts: Dispatcher.DispatchOptions, readonly handler: Handler) {
     this.abort = (err) => pool.abortRequest(this, err ?? new UpstreamError('UND_ERR_ABORTED', 'request aborted'));
+    this.bodylessIdempotent = opts.body == null && isIdempotent(opts.method);
+  }
+
+  /** A re-sent request goes alone: if pipelining broke it once, it does not risk that again. */
+  get pipelinable(): boolean {
+    return this.bodylessIdempotent && !this.replayed;
   }
 }
 
@@ -52,6 +63,10 @@ export class Http1Pool {
   private readonly idle: Connection[] = [];
   private readonly queue: PendingRequest[] = [];
   private readonly all = new Set<Connection>();
+  /** Pipelining: the connection the last pipelinable request went to. Later ones join it while
+   * it has room, so one turn's requests share a write (connection.ts) instead of spreading one
+   * per idle connection. */
+  private filling: Connection | null = null;
   private sweeper: NodeJS.Timeout | null = null;
   private readonly sweepEvery: number;
   private closing = false;
@@ -113,6 +128,11 @@ export class Http1Pool {
   }
 
   private assign(req: PendingRequest): void {
+    const pipelined = this.options.pipelining > 1 && req.pipelinable;
+    if (pipelined && this.filling !== null && this.filling.canTake()) {
+      this.filling.start(req);
+      return;
+    }
     let conn = this.idle.pop();
     // Skipped: an idle connection past its keep-alive deadline (the backend may be closing it;
     // the sweep may not have reached it yet), and one already destroyed whose 'close' (which
@@ -122,14 +142,24 @@ export class Http1Pool {
       conn = this.idle.pop();
     }
     if (conn !== undefined) conn.start(req);
-    else if (this.all.size < this.options.connections) this.connect(req);
+    else if (this.all.size < this.options.connections) conn = this.connect(req);
+    else if (pipelined && (conn = this.withRoom()) !== undefined) conn.start(req);
     else this.queue.push(req);
+    if (pipelined && conn !== undefined) this.filling = conn;
   }
 
-  private connect(req: PendingRequest): void {
+  /** Every connection is open: the one with the shortest pipeline that has room. */
+  private withRoom(): Connection | undefined {
+    let best: Connection | undefined;
+    for (const conn of this.all) if (conn.canTake() && (best === undefined || conn.inFlight < best.inFlight)) best = conn;
+    return best;
+  }
+
+  private connect(req: PendingRequest): Connection {
     const conn = new Connection(this, req);
     this.all.add(conn);
     if (this.sweeper === null) this.sweeper = setInterval(sweep, this.sweepEvery, this).unref();
+    return conn;
   }
 
   /** The connection finished a response and can carry another request. */
@@ -137,6 +167,7 @@ export class Http1Pool {
     const next = this.queue.shift();
     if (next !== undefined) {
       conn.start(next);
+      this.room(conn);
       return;
     }
     let keep = this.options.keepAliveTimeout;
@@ -149,8 +180,14 @@ export class Http1Pool {
     this.idle.push(conn);
   }
 
+  /** A pipelining connection has room again: queued requests that may share it go. */
+  room(conn: Connection): void {
+    while (this.queue.length > 0 && this.queue[0].pipelinable && conn.canTake()) conn.start(this.queue.shift()!);
+  }
+
   /** Socket closed (by either side): forget the connection; a queued request gets a new one. */
   forget(conn: Connection): void {
+    if (this.filling === conn) this.filling = null;
     if (!this.all.delete(conn)) return;
     const at = this.idle.indexOf(conn);
     if (at >= 0) this.idle.splice(at, 1);

@@ -17,8 +17,10 @@ export interface ResponseSink {
   /** Status line and fields, names and values as raw Buffers (views over the read buffer). */
   onHead(status: number, statusText: string, rawHeaders: Buffer[]): boolean;
   onBody(chunk: Buffer): boolean;
-  /** The message is complete. `reusable`: the connection may carry another request. */
-  onEnd(reusable: boolean): void;
+  /** The message is complete. `reusable`: the connection may carry another request.
+   * `extra`: bytes followed it in the same read; they are the next response when a request is
+   * pipelined (the sink then calls next() from here), and a broken connection when not. */
+  onEnd(reusable: boolean, extra: boolean): void;
 }
 
 export class ParseError extends Error {
@@ -86,6 +88,21 @@ export class ResponseParser {
     this.eofSeen = false;
   }
 
+  /** Expect the response to the next pipelined request: like reset(), but the bytes already
+   * read past the previous response are its first. Called from the sink's onEnd. */
+  next(head: boolean): void {
+    const held = this.held;
+    this.reset(head);
+    this.held = held;
+    this.started = held !== null && held.length > 0;
+  }
+
+  /** The response being read closes the connection (Connection: close, HTTP/1.0, or a body
+   * that runs until close). */
+  get closing(): boolean {
+    return !this.reusable;
+  }
+
   get idle(): boolean {
     return this.state === State.Done;
   }
@@ -136,7 +153,7 @@ export class ResponseParser {
         // A message may complete without further bytes (Content-Length: 0, a body read whole).
         if (this.state === State.Length && this.remaining === 0) {
           this.end();
-          break;
+          continue;
         }
         const buf = this.held;
         if (buf === null) {
@@ -179,11 +196,12 @@ export class ResponseParser {
   }
 
   private end(): void {
-    // Bytes after a complete response, with no request pipelined: the connection is unusable.
-    if (this.held !== null && this.held.length > 0) this.reusable = false;
-    this.held = null;
+    const extra = this.held !== null && this.held.length > 0;
     this.state = State.Done;
-    this.sink.onEnd(this.reusable);
+    this.sink.onEnd(this.reusable, extra);
+    // Unless the sink armed the parser for a pipelined response (next()), what followed is
+    // dropped with the connection.
+    if (this.state === State.Done) this.held = null;
   }
 
   // ---- lines of the chunked framing: sizes, the CRLF after data, trailer fields ----

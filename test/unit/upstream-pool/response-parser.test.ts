@@ -60,11 +60,12 @@ class Collector implements ResponseSink {
     }
   }
 
-  onEnd(reusable: boolean): void {
+  onEnd(reusable: boolean, extra: boolean): void {
     this.enter();
     try {
-      this.ends.push(reusable);
-      this.log.push(`end:${reusable}`);
+      // Without a pipelined request, bytes after the response make the connection unusable.
+      this.ends.push(reusable && !extra);
+      this.log.push(`end:${reusable && !extra}`);
       this.headsAtEnd = this.snapshotHeads();
       this.onEndHook();
     } finally {
@@ -431,6 +432,79 @@ describe('ResponseParser: bytes after a complete response', () => {
     p.resume();
     expect(sink.body).toBe('abc');
     expect(sink.ends).toEqual([false]);
+  });
+});
+
+// ---- pipelined responses: the sink arms the parser for the next one from onEnd ----
+
+describe('ResponseParser: pipelined responses (next())', () => {
+  const THREE =
+    'HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none' +
+    'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\ntwo\r\n0\r\n\r\n' +
+    'HTTP/1.1 204 No Content\r\nX-N: 3\r\n\r\n';
+
+  /** Three responses; the sink asks for two more, as a connection with two requests behind. */
+  function pipelined(pauseEveryBody = false) {
+    const { p, sink } = setup();
+    let behind = 2;
+    const extras: boolean[] = [];
+    const orig = sink.onEnd.bind(sink);
+    sink.onEnd = (reusable: boolean, extra: boolean) => {
+      extras.push(extra);
+      orig(reusable, false);
+      if (behind-- > 0) p.next(false);
+    };
+    if (pauseEveryBody) sink.bodyResult = () => false;
+    return { p, sink, extras };
+  }
+
+  it('three responses in one read: each delivered in order, the parser idle after the last', () => {
+    const { p, sink, extras } = pipelined();
+    feed(p, THREE);
+    expect(sink.log).toEqual(['head:200', 'body:one', 'end:true', 'head:200', 'body:two', 'end:true', 'head:204', 'end:true']);
+    expect(extras).toEqual([true, true, false]);
+    expect(p.idle).toBe(true);
+    expect(sink.nested).toBe(0);
+  });
+
+  it('split at every offset: the same events, whatever the reads', () => {
+    const bytes = Buffer.from(THREE, 'latin1');
+    for (let at = 1; at < bytes.length; at++) {
+      const { p, sink } = pipelined();
+      feed(p, bytes.subarray(0, at));
+      feed(p, bytes.subarray(at));
+      // A body may come in two pieces; merge them.
+      const log = sink.log.join('|').replace(/\|body:([^|]*)\|body:/g, '|body:$1');
+      expect(log.split('|'), `split at ${at}`).toEqual(['head:200', 'body:one', 'end:true', 'head:200', 'body:two', 'end:true', 'head:204', 'end:true']);
+      expect(p.idle).toBe(true);
+    }
+  });
+
+  it('a pause in the first body holds the next responses (copied out of the shared buffer) until resume', () => {
+    const { p, sink } = pipelined(true);
+    feed(p, THREE);
+    expect(sink.log).toEqual(['head:200', 'body:one']);
+    p.resume();
+    expect(sink.log).toEqual(['head:200', 'body:one', 'end:true', 'head:200', 'body:two']);
+    p.resume();
+    expect(sink.log.slice(5)).toEqual(['end:true', 'head:204', 'end:true']);
+    expect(sink.headsAtEnd!.at(-1)!.headers).toEqual([['X-N', '3']]);
+  });
+
+  it('next() with nothing read yet: waits for the bytes, started only once they come', () => {
+    const { p, sink } = pipelined();
+    feed(p, 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none');
+    expect(p.idle).toBe(false);
+    expect(p.started).toBe(false);
+    feed(p, 'HTTP/1.1 200 OK\r\nContent-Len');
+    expect(p.started).toBe(true);
+    feed(p, 'gth: 3\r\n\r\ntwo');
+    expect(sink.body).toBe('onetwo');
+  });
+
+  it('a malformed second response still throws', () => {
+    const { p } = pipelined();
+    expect(() => feed(p, 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\noneHTTP/1.1 200 OK\nContent-Length: 1\n\nx')).toThrow(ParseError);
   });
 });
 

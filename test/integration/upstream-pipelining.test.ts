@@ -1,0 +1,184 @@
+// The lean upstream client with --pipelining above 1, against a raw backend that answers
+// pipelined requests in order and records how they arrived: which connection, how many were
+// already waiting for their answer, how many came in one read.
+import { afterEach, describe, expect, it } from 'vitest';
+import { startRawOrigin } from '../helpers/origin';
+import { rawRequest } from '../helpers/raw';
+import { eventually, startUgate, type Ugate } from '../helpers/ugate';
+
+interface Arrival {
+  conn: number;
+  method: string;
+  path: string;
+  /** Requests on the connection still waiting for their answer when this one arrived. */
+  waiting: number;
+  /** A POST among them. */
+  behindPost: boolean;
+}
+
+interface Answer {
+  delay?: number;
+  response: string;
+  /** Close the connection after this answer (the requests behind it go unanswered). */
+  close?: boolean;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function pipeliningOrigin(answer: (method: string, path: string, body: string) => Answer) {
+  const arrivals: Arrival[] = [];
+  /** Requests complete in each read that had one. */
+  const perRead: number[] = [];
+  let conns = 0;
+  const origin = await startRawOrigin((sock) => {
+    const conn = ++conns;
+    let buf = Buffer.alloc(0);
+    const waiting: string[] = [];
+    let chain = Promise.resolve();
+    let closed = false;
+    sock.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      let n = 0;
+      for (;;) {
+        const at = buf.indexOf('\r\n\r\n');
+        if (at < 0) break;
+        const head = buf.subarray(0, at).toString('latin1');
+        const len = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+        if (buf.length < at + 4 + len) break;
+        const body = buf.subarray(at + 4, at + 4 + len).toString('latin1');
+        buf = buf.subarray(at + 4 + len);
+        const [method, path] = head.split(' ');
+        arrivals.push({ conn, method, path, waiting: waiting.length, behindPost: waiting.includes('POST') });
+        waiting.push(method);
+        n++;
+        const a = answer(method, path, body);
+        chain = chain.then(async () => {
+          if (a.delay) await sleep(a.delay);
+          if (closed || sock.destroyed) return;
+          sock.write(a.response);
+          waiting.shift();
+          if (a.close) {
+            closed = true;
+            sock.end();
+          }
+        });
+      }
+      if (n > 0) perRead.push(n);
+    });
+  });
+  return { origin, arrivals, perRead };
+}
+
+function ok(body: string, extra = ''): string {
+  return `HTTP/1.1 200 OK\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
+}
+
+function chunked(body: string): string {
+  const half = Math.floor(body.length / 2);
+  const chunk = (s: string) => `${s.length.toString(16)}\r\n${s}\r\n`;
+  return `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n${chunk(body.slice(0, half))}${chunk(body.slice(half))}0\r\n\r\n`;
+}
+
+let cleanup: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.reverse()) await c();
+  cleanup = [];
+});
+
+async function setup(answer: (method: string, path: string, body: string) => Answer, flags: string[] = []) {
+  const o = await pipeliningOrigin(answer);
+  const u: Ugate = await startUgate(['--upstream', o.origin.url, '--pool-connections', '1', '--pipelining', '8', '--retries', '0', ...flags], { workers: 1 });
+  cleanup.push(() => o.origin.close(), () => u.stop());
+  return { ...o, u };
+}
+
+describe('lean upstream client: --pipelining', () => {
+  it('40 concurrent GETs and HEADs on one connection: each client gets its own answer; the backend saw them pipelined, at most 8 in flight, several per read', async () => {
+    const { u, origin, arrivals, perRead } = await setup((method, path) => {
+      const i = Number(path.split('/')[2]);
+      const body = `answer to ${path} `.repeat(i + 1);
+      if (method === 'HEAD') return { delay: 2, response: `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\nX-Path: ${path}\r\n\r\n` };
+      return { delay: 2, response: i % 3 === 0 ? chunked(body) : ok(body) };
+    });
+    const results = await Promise.all(
+      Array.from({ length: 40 }, async (_, i) => {
+        const method = i % 5 === 4 ? 'HEAD' : 'GET';
+        const r = await fetch(`${u.url}/n/${i}`, { method });
+        return { i, method, status: r.status, text: await r.text(), path: r.headers.get('x-path'), length: r.headers.get('content-length') };
+      }),
+    );
+    for (const r of results) {
+      expect(r.status).toBe(200);
+      const body = `answer to /n/${r.i} `.repeat(r.i + 1);
+      if (r.method === 'HEAD') {
+        expect(r.text).toBe('');
+        expect(r.path).toBe(`/n/${r.i}`);
+        expect(Number(r.length)).toBe(body.length);
+      } else {
+        expect(r.text).toBe(body);
+      }
+    }
+    expect(origin.connections).toBe(1);
+    expect(arrivals).toHaveLength(40);
+    expect(Math.max(...arrivals.map((a) => a.waiting))).toBeGreaterThanOrEqual(2);
+    expect(Math.max(...arrivals.map((a) => a.waiting))).toBeLessThanOrEqual(7);
+    expect(Math.max(...perRead)).toBeGreaterThanOrEqual(2);
+  });
+
+  it('a POST is never pipelined (RFC 9112 §9.3.2): it goes on an empty connection and nothing follows it until its answer', async () => {
+    const { u, arrivals } = await setup((method, path, body) => ({ delay: 3, response: ok(method === 'POST' ? `echo ${body}` : `got ${path}`) }));
+    const results = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const post = i % 2 === 0;
+        const r = await fetch(`${u.url}/r/${i}`, post ? { method: 'POST', body: `payload ${i}` } : {});
+        return { expected: post ? `echo payload ${i}` : `got /r/${i}`, text: await r.text() };
+      }),
+    );
+    for (const r of results) expect(r.text).toBe(r.expected);
+    const posts = arrivals.filter((a) => a.method === 'POST');
+    expect(posts).toHaveLength(10);
+    for (const p of posts) expect(p.waiting).toBe(0);
+    expect(arrivals.filter((a) => a.behindPost)).toEqual([]);
+    // The GETs did share the connection among themselves.
+    expect(Math.max(...arrivals.map((a) => a.waiting))).toBeGreaterThanOrEqual(1);
+  });
+
+  it('an answer with Connection: close: the requests pipelined behind it go again on a new connection (not a retry: --retries 0)', async () => {
+    const { u, origin, arrivals } = await setup((_method, path) =>
+      path === '/closes' ? { delay: 150, response: ok('closing', 'Connection: close\r\n'), close: true } : { response: ok(`fine ${path}`) },
+    );
+    const first = fetch(u.url + '/closes').then((r) => r.text());
+    await eventually(() => arrivals.length === 1);
+    const rest = await Promise.all(Array.from({ length: 5 }, (_, i) => fetch(`${u.url}/b/${i}`).then(async (r) => [r.status, await r.text()])));
+    expect(await first).toBe('closing');
+    expect(rest).toEqual(Array.from({ length: 5 }, (_, i) => [200, `fine /b/${i}`]));
+    // Each of the five reached the first connection behind /closes, then a second one.
+    for (let i = 0; i < 5; i++) {
+      const seen = arrivals.filter((a) => a.path === `/b/${i}`);
+      expect(seen.map((a) => a.conn === 1)).toEqual([true, false]);
+    }
+    expect(origin.connections).toBeGreaterThanOrEqual(2);
+  });
+
+  it('a client that leaves while its answer is awaited: the answer is read and dropped, the requests behind it get theirs on the same connection', async () => {
+    const { u, origin, arrivals } = await setup((_method, path) => (path === '/slow' ? { delay: 300, response: ok('slow') } : { response: ok(`fine ${path}`) }));
+    const leaving = rawRequest(u.port, ['GET /slow HTTP/1.1\r\nHost: t\r\n\r\n'], 100);
+    await eventually(() => arrivals.length === 1);
+    const rest = Promise.all(Array.from({ length: 5 }, (_, i) => fetch(`${u.url}/b/${i}`).then((r) => r.text())));
+    expect((await leaving).status).toBe(0);
+    expect(await rest).toEqual(Array.from({ length: 5 }, (_, i) => `fine /b/${i}`));
+    expect(await (await fetch(u.url + '/after')).text()).toBe('fine /after');
+    expect(origin.connections).toBe(1);
+    expect(arrivals.map((a) => a.path).sort()).toEqual(['/after', '/b/0', '/b/1', '/b/2', '/b/3', '/b/4', '/slow']);
+  });
+
+  it('the first request times out (--headers-timeout): 504 for it; the requests behind it go again on a new connection and are answered', async () => {
+    const { u, arrivals } = await setup((_method, path) => (path === '/stall' ? { delay: 5000, response: ok('late') } : { response: ok(`fine ${path}`) }), ['--headers-timeout', '300ms']);
+    const stalled = fetch(u.url + '/stall');
+    await eventually(() => arrivals.length === 1);
+    const rest = await Promise.all(Array.from({ length: 3 }, (_, i) => fetch(`${u.url}/b/${i}`).then((r) => r.text())));
+    expect((await stalled).status).toBe(504);
+    expect(rest).toEqual(['fine /b/0', 'fine /b/1', 'fine /b/2']);
+    expect(arrivals.filter((a) => a.path === '/stall')).toHaveLength(1);
+  });
+});
