@@ -234,18 +234,16 @@ export class Connection implements ResponseSink {
 
   onHead(status: number, statusText: string, rawHeaders: Buffer[]): boolean {
     const req = this.req!;
+    if (status >= 200) {
+      this.waiting = Wait.Body;
+      const bodyTimeout = this.pool.options.bodyTimeout;
+      this.deadline = bodyTimeout > 0 ? performance.now() + bodyTimeout : 0;
+    }
     // Aborted while pipelined: its response is read and dropped, keeping the rest in step.
     if (req.settled) return true;
-    const handler = req.handler;
-    if (status < 200) {
-      // Interim (100, 103): reported, never a reason to pause; the final head follows.
-      handler.onHeaders!(status, rawHeaders, this.resumeReading, statusText);
-      return true;
-    }
-    this.waiting = Wait.Body;
-    const bodyTimeout = this.pool.options.bodyTimeout;
-    this.deadline = bodyTimeout > 0 ? performance.now() + bodyTimeout : 0;
-    return this.delivered(handler.onHeaders!(status, rawHeaders, this.resumeReading, statusText));
+    const keepGoing = req.handler.onHeaders!(status, rawHeaders, this.resumeReading, statusText);
+    // Interim (100, 103): reported, never a reason to pause; the final head follows.
+    return status < 200 || this.delivered(keepGoing);
   }
 
   onBody(chunk: Buffer): boolean {
