@@ -1,7 +1,7 @@
 // The lean upstream client (workers/upstream-pool) against backends that answer byte by byte
 // as scripted: framing variants, connection reuse, pool limits, timeouts and malformed heads.
 // The general proxy, streaming and error suites run on it too (it is the default client).
-import type { Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrigin, startRawOrigin, sha256, type Origin } from '../helpers/origin';
 import { rawRequest } from '../helpers/raw';
@@ -318,6 +318,59 @@ describe('lean upstream client: pool limit, early answers, the undici fallback',
       expect(down.headers.get('x-ugate-error')).toBe('UGATE_ERR_UPSTREAM_CONNECT');
     } finally {
       await u.stop();
+    }
+  });
+});
+
+describe('lean upstream client: a slow client takes the last bytes of a body', () => {
+  // The last body chunk of a response that uWS takes only in part leaves the backend
+  // connection paused with its response complete; finishing the tail from onWritable must
+  // resume it, or the connection never goes back to the pool (here: the only one, so the next
+  // request hangs). A 1 MiB read buffer makes chunks large enough that, over 8 slow downloads,
+  // the last one is taken in part several times (4-5 in each of the runs that checked).
+  it('the backend connection goes back to the pool after each slow download (--pool-connections 1)', async () => {
+    const body = Buffer.alloc(4 * 1024 * 1024, 'slow-client-body ');
+    const origin = await startOrigin((req, res) => {
+      if (req.url === '/next') res.end('next');
+      else res.writeHead(200, { 'content-length': body.length }).end(body);
+    });
+    const u = await startUgate(['--upstream', origin.url, '--pool-connections', '1', '--upstream-read-buffer', '1mb'], { workers: 1 });
+    try {
+      for (const pauseMs of [50, 100, 150, 200, 250, 300, 350, 400]) {
+        const got = await new Promise<Buffer>((resolve, reject) => {
+          const sock = connect(u.port, '127.0.0.1');
+          const parts: Buffer[] = [];
+          let total = 0;
+          sock.pause();
+          sock.on('error', reject);
+          sock.on('data', (d: Buffer) => {
+            parts.push(d);
+            total += d.length;
+            const all = Buffer.concat(parts);
+            const at = all.indexOf('\r\n\r\n');
+            if (at >= 0 && all.length - at - 4 >= body.length) {
+              sock.destroy();
+              resolve(all.subarray(at + 4));
+            }
+          });
+          sock.write('GET /big HTTP/1.1\r\nHost: t\r\n\r\n');
+          // Reads nothing for a while (uWS's send buffer fills, the backend is paused), then
+          // reads in small sips so the tail is taken a piece at a time.
+          setTimeout(() => {
+            const sip = setInterval(() => {
+              if (sock.destroyed) return clearInterval(sip);
+              sock.resume();
+              setTimeout(() => sock.pause(), 1);
+            }, 5);
+          }, pauseMs);
+        });
+        expect(sha256(got)).toBe(sha256(body));
+        const next = await Promise.race([fetch(u.url + '/next').then((r) => r.text()), new Promise((r) => setTimeout(() => r('HANG'), 3000))]);
+        expect(next).toBe('next');
+      }
+    } finally {
+      await u.stop();
+      await origin.close();
     }
   });
 });

@@ -175,6 +175,10 @@ function onClientWritable(x: Exchange, offset: number): boolean {
     if (done) {
       x.unsent = null;
       finish(x);
+      // The backend connection was paused on this last chunk, its response complete but for
+      // the parser's onEnd: resumed, it completes and goes back to the pool (left paused, it
+      // would be lost to the pool for good).
+      if (x.resumeUpstream !== null) x.resumeUpstream();
       return true;
     }
     if (!ok) return false;
