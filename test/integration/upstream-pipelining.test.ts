@@ -21,6 +21,8 @@ interface Answer {
   response: string;
   /** Close the connection after this answer (the requests behind it go unanswered). */
   close?: boolean;
+  /** After `response` (a chunked head), an event every 50 ms, never ending. */
+  stream?: boolean;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -56,6 +58,10 @@ async function pipeliningOrigin(answer: (method: string, path: string, body: str
           if (a.delay) await sleep(a.delay);
           if (closed || sock.destroyed) return;
           sock.write(a.response);
+          if (a.stream) {
+            const events = setInterval(() => (sock.destroyed ? clearInterval(events) : sock.write('6\r\nevent\n\r\n')), 50);
+            await new Promise(() => {}); // the answers behind it never come on this connection
+          }
           waiting.shift();
           if (a.close) {
             closed = true;
@@ -160,16 +166,57 @@ describe('lean upstream client: --pipelining', () => {
     expect(origin.connections).toBeGreaterThanOrEqual(2);
   });
 
-  it('a client that leaves while its answer is awaited: the answer is read and dropped, the requests behind it get theirs on the same connection', async () => {
-    const { u, origin, arrivals } = await setup((_method, path) => (path === '/slow' ? { delay: 300, response: ok('slow') } : { response: ok(`fine ${path}`) }));
-    const leaving = rawRequest(u.port, ['GET /slow HTTP/1.1\r\nHost: t\r\n\r\n'], 100);
+  it('a client that leaves while its answer streams: the connection goes with it (an event stream never ends); the requests behind it go again on a new connection', async () => {
+    const { u, arrivals } = await setup((_method, path) =>
+      path === '/events' ? { response: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n', stream: true } : { response: ok(`fine ${path}`) },
+    );
+    const leaving = rawRequest(u.port, ['GET /events HTTP/1.1\r\nHost: t\r\n\r\n'], 400);
     await eventually(() => arrivals.length === 1);
     const rest = Promise.all(Array.from({ length: 5 }, (_, i) => fetch(`${u.url}/b/${i}`).then((r) => r.text())));
-    expect((await leaving).status).toBe(0);
+    await eventually(() => arrivals.length === 6);
+    const events = await leaving;
+    expect(events.status).toBe(200);
+    expect(events.text).toContain('event');
     expect(await rest).toEqual(Array.from({ length: 5 }, (_, i) => `fine /b/${i}`));
+    for (let i = 0; i < 5; i++) expect(arrivals.filter((a) => a.path === `/b/${i}`).map((a) => a.conn === 1)).toEqual([true, false]);
     expect(await (await fetch(u.url + '/after')).text()).toBe('fine /after');
-    expect(origin.connections).toBe(1);
-    expect(arrivals.map((a) => a.path).sort()).toEqual(['/after', '/b/0', '/b/1', '/b/2', '/b/3', '/b/4', '/slow']);
+  });
+
+  it('a client that leaves while its request waits behind another: when its turn comes the connection goes unread, and the requests behind it go again', async () => {
+    const { u, arrivals } = await setup((_method, path) => {
+      if (path === '/slow') return { delay: 300, response: ok('slow') };
+      if (path === '/gone') return { response: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n', stream: true };
+      return { response: ok(`fine ${path}`) };
+    });
+    const slow = fetch(u.url + '/slow').then((r) => r.text());
+    await eventually(() => arrivals.length === 1);
+    const gone = rawRequest(u.port, ['GET /gone HTTP/1.1\r\nHost: t\r\n\r\n'], 100);
+    await eventually(() => arrivals.length === 2);
+    const rest = Promise.all(Array.from({ length: 3 }, (_, i) => fetch(`${u.url}/b/${i}`).then((r) => r.text())));
+    expect((await gone).status).toBe(0);
+    expect(await slow).toBe('slow');
+    expect(await rest).toEqual(['fine /b/0', 'fine /b/1', 'fine /b/2']);
+    // /gone was not sent again; each /b went behind it first, then on a new connection.
+    expect(arrivals.filter((a) => a.path === '/gone')).toHaveLength(1);
+    for (let i = 0; i < 3; i++) expect(arrivals.filter((a) => a.path === `/b/${i}`).map((a) => a.conn === 1)).toEqual([true, false]);
+  });
+
+  it('a POST waiting in the queue is not starved by GETs that keep coming (--pool-connections 1)', async () => {
+    const { u, arrivals } = await setup((method, path, body) => ({ delay: 5, response: ok(method === 'POST' ? `echo ${body}` : `got ${path}`) }), ['--pipelining', '4']);
+    let running = true;
+    const loops = Array.from({ length: 4 }, async (_, l) => {
+      for (let i = 0; running; i++) await (await fetch(`${u.url}/loop/${l}/${i}`)).text();
+    });
+    await eventually(() => arrivals.length >= 20);
+    const started = Date.now();
+    const post = fetch(u.url + '/form', { method: 'POST', body: 'payload' }).then((r) => r.text());
+    const answer = await Promise.race([post, new Promise((r) => setTimeout(() => r('STARVED'), 3000))]);
+    const waited = Date.now() - started;
+    running = false;
+    await Promise.all(loops);
+    expect(answer).toBe('echo payload');
+    expect(waited).toBeLessThan(3000);
+    expect(arrivals.find((a) => a.method === 'POST')!.waiting).toBe(0);
   });
 
   it('the first request times out (--headers-timeout): 504 for it; the requests behind it go again on a new connection and are answered', async () => {

@@ -92,7 +92,11 @@ export class Connection implements ResponseSink {
     this.waiting = Wait.Idle;
     const req = this.req;
     this.req = null;
-    if (req !== null) this.start(req);
+    if (req !== null) {
+      this.start(req);
+      // Requests queued while it connected may go behind the first.
+      this.pool.room(this);
+    }
     // Its request was aborted while connecting: the connection serves the next one.
     else this.pool.release(this, -1);
   }
@@ -233,14 +237,14 @@ export class Connection implements ResponseSink {
   // ---- the response (ResponseSink) ----
 
   onHead(status: number, statusText: string, rawHeaders: Buffer[]): boolean {
-    const req = this.req!;
+    const req = this.req;
+    // Aborted from inside a handler call of this very read: the connection is gone already.
+    if (req === null) return false;
     if (status >= 200) {
       this.waiting = Wait.Body;
       const bodyTimeout = this.pool.options.bodyTimeout;
       this.deadline = bodyTimeout > 0 ? performance.now() + bodyTimeout : 0;
     }
-    // Aborted while pipelined: its response is read and dropped, keeping the rest in step.
-    if (req.settled) return true;
     const keepGoing = req.handler.onHeaders!(status, rawHeaders, this.resumeReading, statusText);
     // Interim (100, 103): reported, never a reason to pause; the final head follows.
     return status < 200 || this.delivered(keepGoing);
@@ -249,8 +253,8 @@ export class Connection implements ResponseSink {
   onBody(chunk: Buffer): boolean {
     const bodyTimeout = this.pool.options.bodyTimeout;
     if (bodyTimeout > 0) this.deadline = performance.now() + bodyTimeout;
-    const req = this.req!;
-    return req.settled || this.delivered(req.handler.onData!(chunk));
+    const req = this.req;
+    return req !== null && this.delivered(req.handler.onData!(chunk));
   }
 
   onEnd(reusable: boolean, extra: boolean): void {
@@ -283,27 +287,31 @@ export class Connection implements ResponseSink {
 
   /** `extra`: bytes came after the response; the next pipelined response, or garbage. */
   private complete(reusable: boolean, extra: boolean): void {
-    const req = this.req!;
+    const req = this.req;
+    if (req === null) return; // aborted from inside a handler call: the connection is gone
     req.conn = null;
     this.reused = true;
     const open = reusable && !this.socket.destroyed;
-    const next = open ? (this.behind.shift() ?? null) : null;
+    let next = open ? (this.behind.shift() ?? null) : null;
+    // Its client left while it waited behind: its answer may never end (an event stream), so
+    // rather than read it the connection goes, and the requests behind it are sent again.
+    const skipped = next !== null && next.settled;
+    if (skipped) next = null;
     this.req = next;
     if (next !== null) {
       // From inside the parser's onEnd: it goes on with the bytes it holds.
       this.parser.next(next.opts.method === 'HEAD');
       this.waiting = Wait.Headers;
       this.startHeadersWait();
-    } else if (open && !extra) {
+    } else if (open && !skipped && !extra) {
       this.waiting = Wait.Idle;
       this.pool.release(this, this.parser.keepAliveHint);
     } else {
       this.destroy();
-      this.resendBehind(new UpstreamError('UND_ERR_SOCKET', 'the backend closed the connection'));
+      this.resendBehind(skipped ? null : new UpstreamError('UND_ERR_SOCKET', 'the backend closed the connection'));
     }
-    const aborted = req.settled;
     req.settled = true;
-    if (!aborted) req.handler.onComplete!([]);
+    req.handler.onComplete!([]);
     if (next !== null) this.pool.room(this);
   }
 
@@ -377,29 +385,30 @@ export class Connection implements ResponseSink {
     this.pool.settleWithError(req, err);
   }
 
-  /** Pipelined requests written but not answered when the connection broke: bodyless and
-   * idempotent, so they go again on another connection, once (a second break fails them). */
-  private resendBehind(err: Error): void {
+  /** Pipelined requests written but not answered when the connection went: bodyless and
+   * idempotent, so they go again on another connection. A break of the backend's (`err`) is
+   * allowed once per request (a second fails it); a connection dropped for another request's
+   * client (`err` null) does not count. */
+  private resendBehind(err: Error | null): void {
     for (const r of this.behind.splice(0)) {
       r.conn = null;
       if (r.settled) continue;
-      if (!r.replayed) this.pool.replay(r);
+      if (err === null) this.pool.resend(r);
+      else if (!r.replayed) this.pool.replay(r);
       else this.pool.settleWithError(r, err);
     }
   }
 
-  /** The request was aborted by its owner: drop the connection with it, unless requests are
-   * pipelined behind it (its response is then read and dropped: onHead/onBody/complete skip
-   * a settled request; a pause its client left is lifted once the abort has settled it). */
+  /** The request was aborted by its owner. The one being answered takes the connection with
+   * it (its answer may never end), and the requests pipelined behind go again; one still
+   * waiting behind stays, and complete() drops the connection when its turn comes. */
   cut(req: PendingRequest): void {
-    if (req !== this.req || this.behind.length > 0) {
-      if (req === this.req && this.socket.isPaused()) setImmediate(this.resumeReading);
-      return;
-    }
+    if (req !== this.req) return;
     this.req = null;
     req.conn = null;
     this.detachBody();
     this.destroy();
+    this.resendBehind(null);
   }
 
   get inFlight(): number {

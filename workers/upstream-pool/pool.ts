@@ -123,12 +123,19 @@ export class Http1Pool {
    * goes once more, on a new connection (the idle ones are likely just as stale). */
   replay(req: PendingRequest): void {
     req.replayed = true;
+    this.resend(req);
+  }
+
+  /** Sent again, first in line: it has waited already. */
+  resend(req: PendingRequest): void {
     if (this.all.size < this.options.connections) this.connect(req);
     else this.queue.unshift(req);
   }
 
   private assign(req: PendingRequest): void {
-    const pipelined = this.options.pipelining > 1 && req.pipelinable;
+    // Not past a queue: a request waiting there (a POST, a re-send) goes first, or a stream of
+    // pipelinable requests could keep every connection busy and it would never get one.
+    const pipelined = this.options.pipelining > 1 && req.pipelinable && this.queue.length === 0;
     if (pipelined && this.filling !== null && this.filling.canTake()) {
       this.filling.start(req);
       return;
