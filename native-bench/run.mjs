@@ -69,7 +69,7 @@ Races reverse proxies in front of a native C upstream with wrk, on 127.0.0.1.
   --connections N     override every scenario's connection count
   --threads N         wrk threads, 1 or 2 (default 1: leaves a core for the proxy)
   --upstream-threads N  event-loop threads in the C upstream (default 1)
-  --quick             small + post1k, 3s runs, 1 repeat, 1s warm-up (under a minute);
+  --quick             small + post1k, 2s runs, 1 repeat, 1s warm-up (under a minute);
                       explicit options above still win
   --out DIR           results folder (default native-bench/results/<timestamp>)
   --json              print results JSON on stdout instead of the Markdown tables
@@ -131,7 +131,7 @@ function parseArgs(argv) {
     scenarios: given.scenarios ?? (q ? QUICK_SCENARIOS : Object.keys(SCENARIOS)),
     // Always in the canonical order so tables and charts line up across runs.
     targets: TARGETS.filter((t) => (given.targets ?? TARGETS).includes(t)),
-    duration: given.duration ?? (q ? 3 : 10),
+    duration: given.duration ?? (q ? 2 : 10),
     warmup: given.warmup ?? (q ? 1 : 2),
     repeats: given.repeats ?? (q ? 1 : 3),
     connections: given.connections,
