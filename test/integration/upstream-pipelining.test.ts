@@ -158,11 +158,13 @@ describe('lean upstream client: --pipelining', () => {
     const rest = await Promise.all(Array.from({ length: 5 }, (_, i) => fetch(`${u.url}/b/${i}`).then(async (r) => [r.status, await r.text()])));
     expect(await first).toBe('closing');
     expect(rest).toEqual(Array.from({ length: 5 }, (_, i) => [200, `fine /b/${i}`]));
-    // Each of the five reached the first connection behind /closes, then a second one.
+    // Each of the five reached the first connection behind /closes, then a second one, where
+    // they went again in their order.
     for (let i = 0; i < 5; i++) {
       const seen = arrivals.filter((a) => a.path === `/b/${i}`);
       expect(seen.map((a) => a.conn === 1)).toEqual([true, false]);
     }
+    expect(arrivals.filter((a) => a.conn !== 1).map((a) => a.path)).toEqual(['/b/0', '/b/1', '/b/2', '/b/3', '/b/4']);
     expect(origin.connections).toBeGreaterThanOrEqual(2);
   });
 

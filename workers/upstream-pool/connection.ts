@@ -390,13 +390,17 @@ export class Connection implements ResponseSink {
    * allowed once per request (a second fails it); a connection dropped for another request's
    * client (`err` null) does not count. */
   private resendBehind(err: Error | null): void {
+    const again: PendingRequest[] = [];
     for (const r of this.behind.splice(0)) {
       r.conn = null;
       if (r.settled) continue;
-      if (err === null) this.pool.resend(r);
-      else if (!r.replayed) this.pool.replay(r);
-      else this.pool.settleWithError(r, err);
+      if (err !== null && r.replayed) this.pool.settleWithError(r, err);
+      else {
+        if (err !== null) r.replayed = true;
+        again.push(r);
+      }
     }
+    if (again.length > 0) this.pool.resend(again);
   }
 
   /** The request was aborted by its owner. The one being answered takes the connection with

@@ -123,13 +123,14 @@ export class Http1Pool {
    * goes once more, on a new connection (the idle ones are likely just as stale). */
   replay(req: PendingRequest): void {
     req.replayed = true;
-    this.resend(req);
+    this.resend([req]);
   }
 
-  /** Sent again, first in line: it has waited already. */
-  resend(req: PendingRequest): void {
-    if (this.all.size < this.options.connections) this.connect(req);
-    else this.queue.unshift(req);
+  /** Sent again, in their order and ahead of the queue: they have waited already. */
+  resend(reqs: PendingRequest[]): void {
+    let i = 0;
+    for (; i < reqs.length && this.all.size < this.options.connections; i++) this.connect(reqs[i]);
+    if (i < reqs.length) this.queue.unshift(...reqs.slice(i));
   }
 
   private assign(req: PendingRequest): void {
