@@ -75,9 +75,12 @@ export class BackendAdmin {
   }
 
   prometheus(): string {
-    const rows = this.backends();
-    const out: string[] = [];
     const label = (b: BackendRow) => `{route="${b.route}",backend="${b.url}"}`;
+    // A route may list the same URL twice: both entries share one row (src/backend-rows.ts),
+    // and a series may appear only once in an exposition.
+    const seen = new Set<string>();
+    const rows = this.backends().filter((b) => !seen.has(label(b)) && seen.add(label(b)));
+    const out: string[] = [];
     const series = (name: string, type: string, help: string, value: (b: BackendRow) => number) => {
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
       for (const b of rows) out.push(`${name}${label(b)} ${value(b)}`);

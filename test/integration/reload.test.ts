@@ -177,6 +177,9 @@ describe('SIGHUP reload and upstream pools', () => {
     dup = await startUgate(['--config', file], { workers: 1 });
     for (let i = 0; i < 4; i++) await get();
     expect(accepted).toBe(2);
+    // Both entries share one backend row: one series each, not two with the same labels.
+    const series = (await dup.metrics()).split('\n').filter((l) => l.startsWith('ugate_backend_requests_total{'));
+    expect(series).toEqual([`ugate_backend_requests_total{route="default",backend="${a.url}"} 4`]);
 
     // Same two entries plus B: both old pools are taken over, so A sees no new connection.
     writeFileSync(file, `upstream:\n  - ${a.url}\n  - ${a.url}\n  - ${b.url}\n`);
