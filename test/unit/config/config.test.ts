@@ -553,3 +553,21 @@ describe('upstream-read-buffer', () => {
     expectFieldError(() => build({ upstream: [UP], 'upstream-read-buffer': 'big' }), 'upstream-read-buffer', 'big');
   });
 });
+
+describe('the shipped config files', () => {
+  it('routes.example.yaml builds, with its per-route overrides (pipelining on the api route only)', () => {
+    const file = path.resolve(__dirname, '../../../config/routes.example.yaml');
+    const cfg = buildConfig(readConfigFile(file), file);
+    const by = Object.fromEntries(cfg.routes.map((r) => [r.name, r]));
+    expect(Object.keys(by).sort()).toEqual(['api', 'default', 'uploads']);
+    expect(by.api).toMatchObject({ pipelining: 16, headersTimeoutMs: 2000, maxBodySize: 1024 * 1024 });
+    expect(by.uploads.pipelining).toBe(1);
+    expect(by.default.pipelining).toBe(1);
+  });
+
+  it('cache.example.yaml builds with its cache settings', () => {
+    const file = path.resolve(__dirname, '../../../config/cache.example.yaml');
+    const cfg = buildConfig(readConfigFile(file), file);
+    expect(cfg.cache).toMatchObject({ size: 256 * 1024 * 1024, maxEntry: 1024 * 1024, warm: ['/', '/static/app.js'], redis: null });
+  });
+});
