@@ -79,7 +79,12 @@ export class BackendAdmin {
     // A route may list the same URL twice: both entries share one row (src/backend-rows.ts),
     // and a series may appear only once in an exposition.
     const seen = new Set<string>();
-    const rows = this.backends().filter((b) => !seen.has(label(b)) && seen.add(label(b)));
+    const rows = this.backends().filter((b) => {
+      const key = label(b);
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    });
     const out: string[] = [];
     const series = (name: string, type: string, help: string, value: (b: BackendRow) => number) => {
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);

@@ -22,8 +22,9 @@ export class BackendRowAllocator {
     // Rows of backends that stay are reserved first; every other row is free again.
     const next = new Map<string, number>();
     for (const r of config.routes) for (const b of r.backends) {
-      const row = this.byKey.get(keyOf(r.name, b.url));
-      if (row !== undefined) next.set(keyOf(r.name, b.url), row);
+      const key = keyOf(r.name, b.url);
+      const row = this.byKey.get(key);
+      if (row !== undefined) next.set(key, row);
     }
     const used = new Set(next.values());
     let free = 0;

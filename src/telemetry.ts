@@ -78,8 +78,8 @@ export class TelemetryAggregate {
 
   add(frame: TelemetryFrame): void {
     const w = frame.worker;
-    this.noteGen(w, frame.gen ?? 0);
-    this.routeNames = this.namesByGen.get(frame.gen ?? 0) ?? this.routeNames;
+    this.noteGen(w, frame.gen);
+    this.routeNames = this.namesByGen.get(frame.gen) ?? this.routeNames;
     if (frame.cache !== undefined) this.addCache(w, frame.cache);
     this.workerInFlight[w] = frame.inFlight;
     const r = frame.requests;

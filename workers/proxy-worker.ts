@@ -11,8 +11,7 @@ import { applyReload } from './reload';
 import { WorkerCache } from './cache/cache';
 import { handleRequest } from './pipeline';
 import { RetryBudget } from './retry-budget';
-import { WorkerTelemetry } from './telemetry';
-import { createRoutes, type WorkerState } from './worker-state';
+import { configState, type WorkerState } from './worker-state';
 
 export interface WorkerInit {
   readonly index: number;
@@ -26,7 +25,7 @@ export interface WorkerInit {
   /** Row of each backend in that table (after a reload, main's allocator decides). */
   readonly backendRows: BackendRows;
   /** Config generation (0 at start, +1 per reload). */
-  readonly gen?: number;
+  readonly gen: number;
 }
 
 /** Messages to the main thread outside the rings: lifecycle events, once each. */
@@ -38,13 +37,9 @@ export type WorkerEvent =
 
 const init = workerData as WorkerInit;
 const backendTable = new BackendTable(init.backendTable);
-const routes = createRoutes(init.config, backendTable, init.index, init.backendRows);
 const state: WorkerState = {
   index: init.index,
-  config: init.config,
-  routes,
-  trustedProxies: new Set(init.config.trustedProxies),
-  telemetry: new WorkerTelemetry(routes.length, init.index, init.gen ?? 0),
+  ...configState(init.config, backendTable, init.index, init.backendRows, init.gen),
   draining: false,
   inFlight: 0,
   backendTable,

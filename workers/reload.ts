@@ -3,8 +3,7 @@
 // objects and finish on the old pools; a pool whose backend is gone (or whose settings changed)
 // is closed gracefully: undici's close() waits for its queued and running requests.
 import type { ReloadFrame } from '../src/shared/reload-frame';
-import { WorkerTelemetry } from './telemetry';
-import { createRoutes, poolKey, type UpstreamPool, type WorkerState } from './worker-state';
+import { configState, poolKey, type UpstreamPool, type WorkerState } from './worker-state';
 
 /** `flush` sends the telemetry gathered under the old routes before they are replaced. */
 export function applyReload(state: WorkerState, frame: ReloadFrame, flush: () => void): Promise<void> {
@@ -15,16 +14,10 @@ export function applyReload(state: WorkerState, frame: ReloadFrame, flush: () =>
   for (const r of state.routes) {
     for (const b of r.backends) {
       const key = poolKey(r.config, b.config);
-      const pools = reuse.get(key);
-      if (pools === undefined) reuse.set(key, [b.pool]);
-      else pools.push(b.pool);
+      reuse.set(key, [...(reuse.get(key) ?? []), b.pool]);
     }
   }
-  const routes = createRoutes(frame.config, state.backendTable, state.index, frame.rows, reuse);
-  state.config = frame.config;
-  state.routes = routes;
-  state.trustedProxies = new Set(frame.config.trustedProxies);
-  state.telemetry = new WorkerTelemetry(routes.length, state.index, frame.gen);
+  Object.assign(state, configState(frame.config, state.backendTable, state.index, frame.rows, frame.gen, reuse));
   // What was not taken over: backends removed or re-configured. Their in-flight requests finish.
   return Promise.all([...reuse.values()].flat().map((p) => p.close().catch(() => {}))).then(() => {});
 }

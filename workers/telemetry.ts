@@ -14,7 +14,7 @@ export class WorkerTelemetry {
   private readonly latency = hdr.build({ bitBucketSize: 32, autoResize: true, numberOfSignificantValueDigits: 3, useWebAssembly: false });
   private recorded = 0;
 
-  constructor(routeCount: number, private readonly worker: number, private readonly gen = 0) {
+  constructor(routeCount: number, private readonly worker: number, private readonly gen: number) {
     this.routeSlots = routeCount + 1; // the extra slot counts requests that matched no route
     this.requests = new Float64Array(this.routeSlots * STATUS_SLOTS);
     this.durations = new Float64Array(this.routeSlots * (NB + 2));

@@ -6,9 +6,9 @@ import { BackendTable, type BackendRows } from '../src/shared/backend-table';
 import { fnv1a, type Balancer } from './balancers/balancer';
 import { createBalancer } from './balancers/registry';
 import type { RetryBudget } from './retry-budget';
-import type { WorkerTelemetry } from './telemetry';
+import { WorkerTelemetry } from './telemetry';
 import type { WorkerCache } from './cache/cache';
-import { Http1Pool } from './upstream-pool/pool';
+import { Http1Pool, sharedReadBuffer } from './upstream-pool/pool';
 
 /** What stages need of a backend's connection pool; undici's Pool and Http1Pool both fit. */
 export interface UpstreamPool {
@@ -59,10 +59,17 @@ export interface WorkerState {
   readonly cache?: WorkerCache | null;
 }
 
+/** The part of a worker's state a config decides, at start and on reload alike: its routes
+ * (pools from `reuse` where they can be kept), trusted proxies, and telemetry under `gen`. */
+export function configState(config: GatewayConfig, table: BackendTable, worker: number, rows: BackendRows, gen: number, reuse?: Map<string, UpstreamPool[]>) {
+  const routes = createRoutes(config, table, worker, rows, reuse);
+  return { config, routes, trustedProxies: new Set(config.trustedProxies), telemetry: new WorkerTelemetry(routes.length, worker, gen) };
+}
+
 /** Every backend entry gets its own pool, even when its route lists the same origin twice
  * (each entry is a separate candidate for the balancer, with its own connection limit).
  * `reuse`: pools of the previous config, by poolKey; a pool taken from it is removed there. */
-export function createRoutes(config: GatewayConfig, table: BackendTable, worker: number, rows: BackendRows, reuse?: Map<string, UpstreamPool[]>): RuntimeRoute[] {
+function createRoutes(config: GatewayConfig, table: BackendTable, worker: number, rows: BackendRows, reuse?: Map<string, UpstreamPool[]>): RuntimeRoute[] {
   return config.routes.map((route, index) => {
     const backends: RuntimeBackend[] = route.backends.map((backend, i) => {
       const stickyId = stickyIdOf(backend.url);
@@ -95,27 +102,17 @@ export function poolKey(route: RouteConfig, backend: Backend): string {
 
 function takePool(reuse: Map<string, UpstreamPool[]> | undefined, route: RouteConfig, backend: Backend): UpstreamPool | undefined {
   if (reuse === undefined) return undefined;
-  const key = poolKey(route, backend);
-  const pools = reuse.get(key);
-  if (pools === undefined) return undefined;
-  const pool = pools.shift();
-  if (pools.length === 0) reuse.delete(key);
-  return pool;
+  return reuse.get(poolKey(route, backend))?.shift();
 }
 
 // Backends' response heads may be larger than undici's 16 KiB default (big cookies, CSP).
 const MAX_RESPONSE_HEAD = 64 * 1024;
 
 /** The lean client serves plain-HTTP backends; TLS is undici's. */
-// One per worker thread, shared by all its lean pools (see workers/upstream-pool/pool.ts).
-// A reload with another size makes a new one for new pools; kept pools keep theirs.
-let readBuffer: Buffer | null = null;
-
 function createPool(route: RouteConfig, backend: Backend, readBufferSize: number): UpstreamPool {
   if (route.upstreamClient === 'lean' && backend.origin.startsWith('http:')) {
-    if (readBuffer === null || readBuffer.length !== readBufferSize) readBuffer = Buffer.allocUnsafe(readBufferSize);
     return new Http1Pool(backend.origin, {
-      readBuffer,
+      readBuffer: sharedReadBuffer(readBufferSize),
       connections: route.poolConnections,
       connectTimeout: route.connectTimeoutMs,
       headersTimeout: route.headersTimeoutMs,

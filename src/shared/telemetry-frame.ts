@@ -22,7 +22,7 @@ export interface TelemetryFrame {
   readonly hdr: string | null;
   readonly inFlight: number;
   /** Config generation the route indexes refer to (0 = the config at start; +1 per reload). */
-  readonly gen?: number;
+  readonly gen: number;
   /** Response cache counters (deltas) and size (current); absent when caching is off. */
   readonly cache?: CacheTelemetry;
 }

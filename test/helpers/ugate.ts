@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import type { BackendRow } from '../../src/backend-admin';
 
 export const ROOT = resolve(__dirname, '..', '..');
 export const CLI = resolve(ROOT, 'dist', 'src', 'cli.js');
@@ -29,7 +30,10 @@ export interface Stats {
   latencyMs: Record<string, number>;
   workers: { index: number; phase: string; requests: number; inFlight: number }[];
   workerRestarts: number;
+  backends: BackendRow[];
 }
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function startUgate(args: string[], opts: { workers?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Ugate> {
   const argv = [CLI, '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--workers', String(opts.workers ?? 2), ...args];

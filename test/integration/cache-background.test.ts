@@ -4,7 +4,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { startCacheOrigin, type CacheOrigin } from '../helpers/cache-origin';
 import { startOrigin, type Origin } from '../helpers/origin';
-import { eventually, startUgate, type Ugate } from '../helpers/ugate';
+import type { BackendRow } from '../../src/backend-admin';
+import { eventually, sleep, startUgate, type Ugate } from '../helpers/ugate';
 
 const started: Origin[] = [];
 let u: Ugate | null = null;
@@ -15,17 +16,8 @@ afterEach(async () => {
   for (const o of started.splice(0)) await o.close();
 });
 
-interface BackendStat {
-  url: string;
-  ejected: boolean;
-  inFlight: number;
-  ewmaMs: number;
-  failures: number;
-  requests: number;
-}
-
-async function backends(): Promise<BackendStat[]> {
-  return ((await u!.stats()) as unknown as { backends: BackendStat[] }).backends;
+async function backends(): Promise<BackendRow[]> {
+  return (await u!.stats()).backends;
 }
 
 async function origin(): Promise<CacheOrigin> {
@@ -39,8 +31,7 @@ async function get(target: string) {
   return { status: r.status, body: await r.text(), xcache: r.headers.get('x-cache') };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const sum = (list: BackendStat[], f: (b: BackendStat) => number) => list.reduce((n, b) => n + f(b), 0);
+const sum = (list: BackendRow[], f: (b: BackendRow) => number) => list.reduce((n, b) => n + f(b), 0);
 
 describe('cache background fetches and the backend table', () => {
   it('a failing stale-while-revalidate refresh counts as a failure and ejects; the next refresh skips the ejected backend', async () => {

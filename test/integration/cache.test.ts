@@ -4,7 +4,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCacheOrigin, type CacheOrigin } from '../helpers/cache-origin';
 import { rawRequest } from '../helpers/raw';
-import { eventually, startUgate, type Ugate } from '../helpers/ugate';
+import { eventually, sleep, startUgate, type Ugate } from '../helpers/ugate';
 
 let origin: CacheOrigin;
 let u: Ugate;
@@ -25,7 +25,6 @@ afterAll(async () => {
 let seq = 0;
 /** A fresh path per test, so tests never share entries. */
 const p = (name: string) => `/t${++seq}-${name}`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function get(path: string, headers: Record<string, string> = {}, via: Ugate = u, method = 'GET') {
   const r = await fetch(via.url + path, { method, headers });

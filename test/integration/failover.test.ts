@@ -6,6 +6,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { startOrigin, startRawOrigin, type Origin } from '../helpers/origin';
 import { counts, load } from '../helpers/load';
+import type { BackendRow } from '../../src/backend-admin';
 import { eventually, startUgate, type Ugate } from '../helpers/ugate';
 
 const started: { close(): Promise<unknown> }[] = [];
@@ -48,20 +49,8 @@ function traffic(o: Origin): number {
   return o.seen.filter((s) => s.url !== '/health').length;
 }
 
-interface BackendStat {
-  route: string;
-  url: string;
-  healthy: boolean;
-  drained: boolean;
-  ejected: boolean;
-  inFlight: number;
-  circuit: string;
-  requests: number;
-  failures: number;
-  ejections: number;
-}
-async function backends(): Promise<BackendStat[]> {
-  return ((await u!.stats()) as unknown as { backends: BackendStat[] }).backends;
+async function backends(): Promise<BackendRow[]> {
+  return (await u!.stats()).backends;
 }
 async function admin(action: string, body: unknown): Promise<number> {
   const res = await request(`${u!.adminUrl}/backends/${action}`, { method: 'POST', body: JSON.stringify(body) });

@@ -63,7 +63,7 @@ describe('SIGHUP reload', () => {
     const aAfter = a.seen.length;
     await load(u.url, 100, { concurrency: 4 });
     expect(a.seen.length).toBe(aAfter);
-    const stats = (await u.stats()) as unknown as { backends: { url: string; inFlight: number }[]; requests: { total: number } };
+    const stats = await u.stats();
     expect(stats.backends.map((s) => s.url)).toEqual([b.url, c.url]);
     await eventually(async () => ((await u!.stats()).requests.total >= 1300 ? true : undefined));
   });
@@ -100,8 +100,7 @@ function probes(o: Origin): number {
 }
 
 async function healthyFlag(g: Ugate, url: string): Promise<boolean | undefined> {
-  const stats = (await g.stats()) as unknown as { backends: { url: string; healthy: boolean }[] };
-  return stats.backends.find((b) => b.url === url)?.healthy;
+  return (await g.stats()).backends.find((b) => b.url === url)?.healthy;
 }
 
 /** Rewrite the config file, send SIGHUP and wait until main has applied generation `gen`. */

@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { startRawOrigin } from '../helpers/origin';
 import { rawRequest } from '../helpers/raw';
-import { eventually, startUgate, type Ugate } from '../helpers/ugate';
+import { eventually, sleep, startUgate, type Ugate } from '../helpers/ugate';
 
 interface Arrival {
   conn: number;
@@ -25,7 +25,6 @@ interface Answer {
   stream?: boolean;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function pipeliningOrigin(answer: (method: string, path: string, body: string) => Answer) {
   const arrivals: Arrival[] = [];
@@ -94,7 +93,7 @@ afterEach(async () => {
 async function setup(answer: (method: string, path: string, body: string) => Answer, flags: string[] = []) {
   const o = await pipeliningOrigin(answer);
   const u: Ugate = await startUgate(['--upstream', o.origin.url, '--pool-connections', '1', '--pipelining', '8', '--retries', '0', ...flags], { workers: 1 });
-  cleanup.push(() => o.origin.close(), () => u.stop());
+  cleanup.push(() => o.origin.close(), async () => void (await u.stop()));
   return { ...o, u };
 }
 

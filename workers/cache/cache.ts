@@ -4,7 +4,7 @@ import type { Dispatcher } from 'undici';
 import type { CacheConfig } from '../../src/config/config';
 import type { CacheTelemetry } from '../../src/shared/telemetry-frame';
 import { Exchange } from '../exchange';
-import { balance } from '../stages/balance';
+import { balance, pickBackend } from '../stages/balance';
 import { route } from '../stages/route';
 import { holdBackend } from '../stages/upstream';
 import type { WorkerState } from '../worker-state';
@@ -121,7 +121,8 @@ export class WorkerCache {
   refreshInBackground(x: Exchange, e: CacheEntry): void {
     if (this.inflight.has(e.key)) return;
     // The backend the client's request would get (hash and sticky keys are the client's).
-    if (balance(x) !== 0) return;
+    const backend = pickBackend(x);
+    if (backend === null) return;
     const headers = withoutConditionals(x.headers);
     pushValidators(headers, e);
     headers.push('via', VIA);
@@ -130,7 +131,7 @@ export class WorkerCache {
     // Its own exchange: the client's is answered from the stale entry right after this.
     const bx = backgroundExchange(x.worker);
     bx.route = x.route;
-    bx.backend = x.backend;
+    bx.backend = backend;
     fetchInBackground(bx, { path: e.target, method: 'GET', headers }, fill);
   }
 
@@ -205,13 +206,13 @@ function joinedField(h: readonly string[], name: string): string {
   return out;
 }
 
-/** The client's fields minus its validators: the cache asks with its own, or for the full body. */
 /** Ask the backend whether the stored entry is still current (RFC 9110 §13.1). */
 export function pushValidators(headers: string[], e: CacheEntry): void {
   if (e.etag !== null) headers.push('if-none-match', e.etag);
   if (e.lastModified !== null) headers.push('if-modified-since', e.lastModified);
 }
 
+/** The client's fields minus its validators: the cache asks with its own, or for the full body. */
 export function withoutConditionals(h: readonly string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < h.length; i += 2) {

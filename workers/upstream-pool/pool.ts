@@ -29,6 +29,14 @@ export interface Http1PoolOptions {
   readonly readBuffer: Buffer;
 }
 
+// One per worker thread, shared by all its lean pools (connection.ts says why). A reload with
+// another --upstream-read-buffer makes a new one for new pools; kept pools keep theirs.
+let readBuffer: Buffer | null = null;
+
+export function sharedReadBuffer(size: number): Buffer {
+  if (readBuffer === null || readBuffer.length !== size) readBuffer = Buffer.allocUnsafe(size);
+  return readBuffer;
+}
 
 export type Handler = Dispatcher.DispatchHandler;
 
