@@ -8,19 +8,46 @@ import type { HttpResponse } from 'uWebSockets.js';
 const ipv4Text = new Map<number, string>();
 
 export function peerAddress(res: HttpResponse): string {
-  const raw = res.getRemoteAddress();
-  if (raw.byteLength === 4) {
-    const b = new Uint8Array(raw);
-    const key = ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0;
-    let text = ipv4Text.get(key);
-    if (text === undefined) {
-      text = `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
-      if (ipv4Text.size >= 4096) ipv4Text.clear();
-      ipv4Text.set(key, text);
-    }
-    return text;
+  return addressText(new Uint8Array(res.getRemoteAddress()));
+}
+
+/** A raw address (4 or 16 bytes, as uWS gives it) as text. */
+export function addressText(b: Uint8Array): string {
+  if (b.length === 4) return ipv4(b, 0);
+  // An IPv4 client of a dual-stack listener ([::]) comes IPv4-mapped: ::ffff:a.b.c.d.
+  if (isIpv4Mapped(b)) return ipv4(b, 12);
+  return ipv6(b);
+}
+
+function ipv4(b: Uint8Array, at: number): string {
+  const key = ((b[at] << 24) | (b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3]) >>> 0;
+  let text = ipv4Text.get(key);
+  if (text === undefined) {
+    text = `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
+    if (ipv4Text.size >= 4096) ipv4Text.clear();
+    ipv4Text.set(key, text);
   }
-  const text = Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
-  // An IPv4 client on a dual-stack socket shows up IPv4-mapped.
-  return text.startsWith('0000:0000:0000:0000:0000:ffff:') ? text.slice(30) : text.startsWith('::ffff:') ? text.slice(7) : text;
+  return text;
+}
+
+function isIpv4Mapped(b: Uint8Array): boolean {
+  for (let i = 0; i < 10; i++) if (b[i] !== 0) return false;
+  return b[10] === 0xff && b[11] === 0xff;
+}
+
+/** RFC 5952 text: lower-case hex, no leading zeros, the longest run of two or more zero groups
+ * (the first of equals) as "::". uWS's own text form is the full eight groups. */
+function ipv6(b: Uint8Array): string {
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((b[i] << 8) | b[i + 1]);
+  let runAt = -1;
+  let runLen = 1;
+  for (let i = 0; i < 8; ) {
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > runLen) [runAt, runLen] = [i, j - i];
+    i = j === i ? i + 1 : j;
+  }
+  const hex = (from: number, to: number) => groups.slice(from, to).map((g) => g.toString(16)).join(':');
+  return runAt < 0 ? hex(0, 8) : `${hex(0, runAt)}::${hex(runAt + runLen, 8)}`;
 }

@@ -45,7 +45,7 @@ export async function startUgate(args: string[], opts: { workers?: number; env?:
   const ports = await new Promise<{ port: number; adminPort: number }>((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`ugate did not start within 10 s:\n${out}`)), 10_000);
     const check = () => {
-      const p = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+      const p = /listening on http:\/\/(?:127\.0\.0\.1|\[::\]):(\d+)/.exec(out);
       const a = /admin API on http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
       if (p && a) {
         clearTimeout(timer);

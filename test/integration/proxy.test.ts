@@ -105,6 +105,18 @@ describe('request forwarding', () => {
     for (const gone of ['x-drop', 'keep-alive', 'te', 'proxy-connection', 'upgrade']) expect(h[gone]).toBeUndefined();
   });
 
+  it('a dual-stack listener ([::]): an IPv4 client is named by its IPv4 address, an IPv6 one in RFC 5952 form', async () => {
+    const dual = await startUgate(['--upstream', origin.url, '--listen', '[::]:0'], { workers: 1 });
+    try {
+      await fetch(`http://127.0.0.1:${dual.port}/v4`);
+      expect(last().headers['x-forwarded-for']).toBe('127.0.0.1');
+      await fetch(`http://[::1]:${dual.port}/v6`);
+      expect(last().headers['x-forwarded-for']).toBe('::1');
+    } finally {
+      await dual.stop();
+    }
+  });
+
   it('overwrites X-Forwarded-* from an untrusted client and adds Via', async () => {
     await rawRequest(u.port, [
       'GET /xf HTTP/1.1\r\nHost: front.example\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\nVia: 1.0 other\r\nConnection: close\r\n\r\n',
