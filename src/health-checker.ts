@@ -35,7 +35,10 @@ export class HealthChecker {
     config.routes.forEach((r, ri) => {
       if (r.lb.healthPath === null) return;
       r.backends.forEach((b, bi) => {
-        const t: Target = { route: r.name, url: b.url, origin: b.origin, row: table.row(rows[ri][bi]), lb: r.lb, up: true, passes: 0, fails: 0, timer: null };
+        const row = table.row(rows[ri][bi]);
+        // A URL the route lists twice is one row (src/backend-rows.ts): one verdict, one check.
+        if (this.targets.some((t) => t.row === row)) return;
+        const t: Target = { route: r.name, url: b.url, origin: b.origin, row, lb: r.lb, up: true, passes: 0, fails: 0, timer: null };
         const old = before.get(t.row);
         before.delete(t.row);
         // Same backend, same question: keep the verdict and the counts. Starting "up" again would

@@ -111,12 +111,14 @@ async function reloadWith(g: Ugate, file: string, yaml: string, gen: number): Pr
 }
 
 describe('SIGHUP reload and active health checks', () => {
-  it('a backend that checks took down stays out of rotation across a reload of the same config', async () => {
+  // Listed twice, B is one backend row, checked once: a second check of the same row would
+  // start "up" after the reload and publish that.
+  for (const copies of [1, 2]) it(`a backend that checks took down stays out of rotation across a reload of the same config (listed ${copies}×)`, async () => {
     const a = await origin();
     const b = await sickOrigin();
     const file = join(mkdtempSync(join(tmpdir(), 'ugate-reload-health-')), 'ugate.yaml');
     // health-fall 4: a checker that forgot the state would call B healthy for 3 intervals.
-    const yaml = `upstream:\n  - ${a.url}\n  - ${b.url}\nhealth-path: /health\nhealth-interval: 300ms\nhealth-fall: 4\nhealth-rise: 2\n`;
+    const yaml = `upstream:\n  - ${a.url}\n${`  - ${b.url}\n`.repeat(copies)}health-path: /health\nhealth-interval: 300ms\nhealth-fall: 4\nhealth-rise: 2\n`;
     writeFileSync(file, yaml);
     h = await startUgate(['--config', file]);
     await eventually(async () => (await healthyFlag(h!, b.url)) === false, 10_000);
