@@ -104,15 +104,17 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ c
 /** Poll until `check` returns a truthy value (telemetry reaches main every 250 ms). */
 export async function eventually<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 5000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
+  // What the last check returned or threw, so a failure on CI says what it saw.
   let last: unknown;
   for (;;) {
     try {
       const v = await check();
       if (v) return v;
+      last = v;
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${last}` : ''}`);
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms; last check: ${last instanceof Error ? last : JSON.stringify(last)}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

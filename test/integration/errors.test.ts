@@ -7,6 +7,9 @@ import { eventually, startUgate, type Ugate } from '../helpers/ugate';
 
 let origin: Origin;
 let u: Ugate;
+/** Answers ugate gave in this file, by status: /stats must count at least these. */
+const got: Record<number, number> = {};
+const tally = (status: number) => (got[status] = (got[status] ?? 0) + 1);
 
 beforeAll(async () => {
   origin = await startOrigin((req, res) => {
@@ -26,32 +29,35 @@ async function refused(request: (string | Buffer | number)[], status: number, co
   const before = origin.seen.length;
   const r = await rawRequest(u.port, request, waitMs);
   expect(r.status).toBe(status);
+  tally(status);
   expect(r.text).toContain(`x-ugate-error: ${code}`);
   expect(origin.seen.length).toBe(before);
   return r;
 }
 
 describe('client errors never reach the backend', () => {
-  // uWS drops a head over 4 KB that arrives in more than one read (README: constraints), which
-  // a busy machine can cause even on loopback. Each attempt must get the expected answer or be
-  // such a drop, never reach the backend; at least one of a few attempts must get the answer.
+  // uWS drops a head over 4 KB that arrives in more than one read (README: constraints). On
+  // loopback a single write up to ~64 KB travels as one segment and is read at once, so those
+  // sizes must be answered. A larger head is two segments, and whether uWS reads the second
+  // before it wakes is a race (a quarter to all of the attempts lose it, depending on the load):
+  // such a head must be answered or dropped, and must never reach the backend.
   async function bigHead(request: string, status: number, code: string | null) {
-    let answered = 0;
-    for (let attempt = 0; attempt < 5 && answered === 0; attempt++) {
+    const oneSegment = Buffer.byteLength(request) < 64 * 1024 - 200;
+    for (let attempt = 0; attempt < 5; attempt++) {
       const before = origin.seen.length;
       const r = await rawRequest(u.port, [request], 2000);
-      if (r.status === 0 && r.closed) {
+      if (r.status === 0 && r.closed && !oneSegment) {
         expect(origin.seen.length).toBe(before);
         continue;
       }
       expect(r.status).toBe(status);
+      tally(status);
       if (code !== null) {
         expect(r.text).toContain(`x-ugate-error: ${code}`);
         expect(origin.seen.length).toBe(before);
       }
-      answered++;
+      return;
     }
-    expect(answered).toBe(1);
   }
 
   it('431 for a header block over --max-header-size, including sizes uWS itself would accept', async () => {
@@ -61,6 +67,7 @@ describe('client errors never reach the backend', () => {
     // Many fields add up the same way (uWS caps the count near 50, so stay under it).
     const many = Array.from({ length: 40 }, (_, i) => `X-F${i}: ${'v'.repeat(450)}\r\n`).join('');
     await bigHead(`GET / HTTP/1.1\r\nHost: t\r\n${many}\r\n`, 431, 'UGATE_ERR_HEADERS_TOO_LARGE');
+    expect(got[431]).toBeGreaterThanOrEqual(3);
   });
 
   it('accepts a header block just under the limit', async () => {
@@ -116,6 +123,7 @@ describe('client errors never reach the backend', () => {
     // lingering close in this uWS build; see the README's constraints).
     const r = await rawRequest(u.port, ['POST /big HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n' + chunk.repeat(8) + '0\r\n\r\n'], 3000);
     expect(r.status).toBe(413);
+    tally(413);
     expect(r.text).toContain('x-ugate-error: UGATE_ERR_BODY_TOO_LARGE');
     expect(r.closed).toBe(true);
     // The request may have started upstream (bodies stream), but it never completed there.
@@ -197,6 +205,7 @@ describe('upstream failures', () => {
     const start = Date.now();
     const res = await fetch(u.url + '/hang');
     expect(res.status).toBe(504);
+    tally(504);
     expect(res.headers.get('x-ugate-error')).toBe('UGATE_ERR_UPSTREAM_HEADERS_TIMEOUT');
     expect(Date.now() - start).toBeLessThan(5000);
   });
@@ -204,12 +213,15 @@ describe('upstream failures', () => {
   it('keeps serving after all of the above, and counts every error by status', async () => {
     const res = await fetch(u.url + '/after');
     expect(res.status).toBe(200);
+    // Telemetry reaches main every 250 ms; once it has, every answer above is counted.
     const stats = await eventually(async () => {
       const s = await u.stats();
-      return s.requests.byStatus['431'] >= 4 && s.requests.byStatus['504'] >= 1 ? s : undefined;
+      for (const [status, n] of Object.entries(got)) {
+        const counted = s.requests.byStatus[status] ?? 0;
+        if (counted < n) throw new Error(`status ${status}: answered ${n}, counted ${counted}`);
+      }
+      return s;
     });
-    expect(stats.requests.byStatus['413']).toBeGreaterThanOrEqual(2);
-    expect(stats.requests.byStatus['400']).toBeGreaterThanOrEqual(4);
     expect(stats.workerRestarts).toBe(0);
   });
 });
