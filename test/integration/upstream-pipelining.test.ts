@@ -167,7 +167,7 @@ describe('lean upstream client: --pipelining', () => {
     expect(origin.connections).toBeGreaterThanOrEqual(2);
   });
 
-  it('a client that leaves while its answer streams: the connection goes with it (an event stream never ends); the requests behind it go again on a new connection', async () => {
+  it('a client that leaves while its answer streams: the connection goes with it (an event stream never ends); requests that came meanwhile never joined it, and are answered on a new one', async () => {
     const { u, arrivals } = await setup((_method, path) =>
       path === '/events' ? { response: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n', stream: true } : { response: ok(`fine ${path}`) },
     );
@@ -179,7 +179,32 @@ describe('lean upstream client: --pipelining', () => {
     expect(events.status).toBe(200);
     expect(events.text).toContain('event');
     expect(await rest).toEqual(Array.from({ length: 5 }, (_, i) => `fine /b/${i}`));
-    for (let i = 0; i < 5; i++) expect(arrivals.filter((a) => a.path === `/b/${i}`).map((a) => a.conn === 1)).toEqual([true, false]);
+    // The stream's head had arrived before they came: they waited in the queue (one
+    // connection allowed), not behind an answer that never ends.
+    for (let i = 0; i < 5; i++) expect(arrivals.filter((a) => a.path === `/b/${i}`).map((a) => a.conn === 1)).toEqual([false]);
+    expect(await (await fetch(u.url + '/after')).text()).toBe('fine /after');
+  });
+
+  it('requests written behind an answer that then streams past --headers-timeout go again on another connection, and the stream is not disturbed', async () => {
+    const { u, arrivals } = await setup(
+      (_method, path) => (path === '/events' ? { delay: 150, response: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n', stream: true } : { response: ok(`fine ${path}`) }),
+      ['--pool-connections', '2', '--headers-timeout', '400ms'],
+    );
+    const events = rawRequest(u.port, ['GET /events HTTP/1.1\r\nHost: t\r\n\r\n'], 2500);
+    await eventually(() => arrivals.length === 1);
+    // Sent while /events waits for its head: they are written behind it on its connection.
+    const started = Date.now();
+    const rest = await Promise.all(Array.from({ length: 3 }, (_, i) => fetch(`${u.url}/b/${i}`).then(async (r) => [r.status, await r.text()])));
+    const waited = Date.now() - started;
+    expect(rest).toEqual(Array.from({ length: 3 }, (_, i) => [200, `fine /b/${i}`]));
+    for (let i = 0; i < 3; i++) expect(arrivals.filter((a) => a.path === `/b/${i}`).map((a) => a.conn === 1)).toEqual([true, false]);
+    // Answered after their headers timeout (counted from when each was written), not never.
+    expect(waited).toBeGreaterThanOrEqual(350);
+    expect(waited).toBeLessThan(1600);
+    const stream = await events;
+    expect(stream.status).toBe(200);
+    // Events kept coming to its client the whole time, none lost to the moves.
+    expect(stream.text.split('event').length - 1).toBeGreaterThanOrEqual(30);
     expect(await (await fetch(u.url + '/after')).text()).toBe('fine /after');
   });
 

@@ -105,6 +105,7 @@ export class Connection implements ResponseSink {
     req.conn = this;
     if (this.req !== null && this.waiting !== Wait.Connect) {
       // Pipelined behind the request in flight (the pool checked canTake()).
+      req.sentAt = performance.now();
       this.behind.push(req);
       this.writeRequest(req.opts);
       return;
@@ -120,17 +121,18 @@ export class Connection implements ResponseSink {
 
   /** Another request may be pipelined behind the ones in flight: the pool allows it, they are
    * all bodyless and idempotent (RFC 9112 §9.3.2: a non-idempotent request is never followed,
-   * so a broken connection leaves only requests that are safe to send again), the response
-   * being read is not paused by a slow client and does not close the connection. */
+   * so a broken connection leaves only requests that are safe to send again), and the answer
+   * ahead is still awaited. One whose body spans reads (large, slow, an event stream, or
+   * paused by a slow client) may take long to end, and a request behind it would wait for
+   * all of it: it goes elsewhere. */
   canTake(): boolean {
     const req = this.req;
     return (
       req !== null &&
       req.pipelinable &&
       this.behind.length + 1 < this.pool.options.pipelining &&
-      this.waiting !== Wait.Connect &&
+      this.waiting === Wait.Headers &&
       !this.socket.destroyed &&
-      !this.socket.isPaused() &&
       !this.parser.closing
     );
   }
@@ -401,6 +403,32 @@ export class Connection implements ResponseSink {
       }
     }
     if (again.length > 0) this.pool.resend(again);
+  }
+
+  /** Requests pipelined behind an answer that outlasts --headers-timeout (an answer that
+   * started in time and then streams): each has waited its whole headers timeout, counted from
+   * when it was written, for no fault of its backend. It goes again on another connection,
+   * alone (a re-sent request is never pipelined, so this happens to it once); its place here
+   * is held, since its answer is still due here, and complete() drops the connection when
+   * that turn comes. */
+  moveLate(now: number): void {
+    const timeout = this.pool.options.headersTimeout;
+    if (timeout <= 0) return;
+    const late: PendingRequest[] = [];
+    for (let i = 0; i < this.behind.length; i++) {
+      const r = this.behind[i];
+      if (r.settled) continue; // aborted, or a place held already
+      if (r.sentAt + timeout > now) break; // written in order: the rest are younger
+      this.behind[i] = this.pool.placeHolder();
+      r.conn = null;
+      r.replayed = true;
+      late.push(r);
+    }
+    if (late.length > 0) this.pool.resend(late);
+  }
+
+  get pipelined(): number {
+    return this.behind.length;
   }
 
   /** The request was aborted by its owner. The one being answered takes the connection with

@@ -48,8 +48,11 @@ export class PendingRequest {
   conn: Connection | null = null;
   /** onComplete or onError was delivered (or the request was aborted): nothing more is. */
   settled = false;
-  /** Already re-sent once (after a stale keep-alive connection, or a broken pipeline). */
+  /** Already re-sent once (after a stale keep-alive connection, a broken pipeline, or a late
+   * answer ahead of it): never pipelined again. */
   replayed = false;
+  /** performance.now() when it was written behind another (pipelining; connection.moveLate). */
+  sentAt = 0;
   /** Bodyless and idempotent: may share a connection with other requests in flight. */
   readonly bodylessIdempotent: boolean;
   readonly abort: (err?: Error) => void;
@@ -218,9 +221,22 @@ export class Http1Pool {
 
   sweepNow(): void {
     const now = performance.now();
-    for (const conn of this.all) if (conn.deadline !== 0 && conn.deadline <= now) conn.onDeadline();
+    for (const conn of this.all) {
+      if (conn.deadline !== 0 && conn.deadline <= now) conn.onDeadline();
+      if (conn.pipelined > 0) conn.moveLate(now);
+    }
+  }
+
+  /** Holds the place of a request moved off a pipelining connection: settled, never sent. */
+  placeHolder(): PendingRequest {
+    const held = new PendingRequest(this, PLACE_HELD, NO_HANDLER);
+    held.settled = true;
+    return held;
   }
 }
+
+const PLACE_HELD: Dispatcher.DispatchOptions = { method: 'GET', path: '/' };
+const NO_HANDLER: Handler = {};
 
 function sweep(pool: Http1Pool): void {
   pool.sweepNow();
