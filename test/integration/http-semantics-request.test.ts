@@ -1,0 +1,71 @@
+// Odd and hostile request heads, byte for byte: what the client is answered and the exact head
+// the backend received (a raw origin records it), or that the backend received nothing.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRawOrigin } from '../helpers/origin';
+import { rawRequest } from '../helpers/raw';
+import { startUgate, type Ugate } from '../helpers/ugate';
+
+let origin: Awaited<ReturnType<typeof startRawOrigin>>;
+let u: Ugate;
+/** Every request head the origin received, as latin1 (one char per byte). */
+const heads: string[] = [];
+
+beforeAll(async () => {
+  origin = await startRawOrigin((sock) => {
+    let buf = '';
+    sock.on('data', (d) => {
+      buf += d.toString('latin1');
+      const end = buf.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      heads.push(buf.slice(0, end + 2));
+      buf = '';
+      sock.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok');
+    });
+  });
+  u = await startUgate(['--upstream', origin.url], { workers: 1 });
+});
+
+afterAll(async () => {
+  await u?.stop();
+  await origin?.close();
+});
+
+const head = (s: string) => Buffer.from(s, 'latin1');
+
+/** The field lines of a recorded head, lower-cased names: [[name, value], ...]. */
+function fields(h: string): [string, string][] {
+  return h.split('\r\n').slice(1, -1).map((l) => {
+    const i = l.indexOf(':');
+    return [l.slice(0, i).toLowerCase(), l.slice(i + 1).trim()];
+  });
+}
+
+async function refused(request: string, status: number, code: string) {
+  const before = heads.length;
+  const r = await rawRequest(u.port, [head(request)], 3000);
+  expect(r.status, JSON.stringify(request)).toBe(status);
+  expect(r.text).toContain(`x-ugate-error: ${code}`);
+  expect(r.closed).toBe(true);
+  expect(heads.length, `forwarded: ${JSON.stringify(request)}`).toBe(before);
+}
+
+async function forwarded(request: string): Promise<string> {
+  const before = heads.length;
+  const r = await rawRequest(u.port, [head(request)], 3000);
+  expect(r.status, JSON.stringify(request)).toBe(200);
+  expect(heads.length).toBe(before + 1);
+  return heads[before];
+}
+
+describe('request heads', () => {
+  it('Connection naming Host does not strip Host from the forwarded request', async () => {
+    // A first "Connection: close" line of its own lets uWS close the connection after the answer.
+    for (const conn of ['host', 'Host', 'x-drop, HOST']) {
+      const h = await forwarded(`GET /c HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\nConnection: ${conn}\r\nX-Drop: 1\r\n\r\n`);
+      const f = fields(h);
+      expect(f.filter(([n]) => n === 'host')).toEqual([['host', 'app.example']]);
+      // Other named fields still go.
+      expect(f.some(([n]) => n === 'x-drop')).toBe(!conn.includes('x-drop'));
+    }
+  });
+});
