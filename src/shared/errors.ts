@@ -17,6 +17,7 @@ export const ERRORS = [
   { code: 'UGATE_ERR_BAD_REQUEST', status: 400, reason: 'malformed request', source: 'client', retryable: false },
   { code: 'UGATE_ERR_MISSING_HOST', status: 400, reason: 'missing Host header', source: 'client', retryable: false },
   { code: 'UGATE_ERR_DUPLICATE_HOST', status: 400, reason: 'more than one Host header', source: 'client', retryable: false },
+  { code: 'UGATE_ERR_BAD_HOST', status: 400, reason: 'invalid Host header', source: 'client', retryable: false },
   { code: 'UGATE_ERR_BAD_CONTENT_LENGTH', status: 400, reason: 'invalid or conflicting Content-Length', source: 'client', retryable: false },
   { code: 'UGATE_ERR_BAD_TARGET', status: 400, reason: 'invalid request-target', source: 'client', retryable: false },
   { code: 'UGATE_ERR_BAD_HEADER', status: 400, reason: 'invalid header value', source: 'client', retryable: false },

@@ -68,4 +68,14 @@ describe('request heads', () => {
       expect(f.some(([n]) => n === 'x-drop')).toBe(!conn.includes('x-drop'));
     }
   });
+
+  it('400 UGATE_ERR_BAD_HOST for a Host that is not host[:port]; valid forms pass', async () => {
+    for (const bad of ['a b', 't\x7f', 't/x', 'a@b', 't:8x', 'caf\xc3\xa9.example', 'x\xffy']) {
+      await refused(`GET / HTTP/1.1\r\nHost: ${bad}\r\n\r\n`, 400, 'UGATE_ERR_BAD_HOST');
+    }
+    for (const ok of ['example.com:8080', '[::1]:80', '127.0.0.1', 'x_y.example', '']) {
+      const f = fields(await forwarded(`GET / HTTP/1.1\r\nHost: ${ok}\r\nConnection: close\r\n\r\n`));
+      expect(f.find(([n]) => n === 'host')?.[1] ?? '').toBe(ok);
+    }
+  });
 });

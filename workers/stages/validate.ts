@@ -4,11 +4,17 @@ import { E } from '../../src/shared/errors';
 import type { Exchange } from '../exchange';
 
 const TARGET_OK = /^\/[\x21-\x7e]*$/;
+// Host is uri-host [ ":" port ] (RFC 9112 §3.2, RFC 3986 §3.2.2): an IP literal in brackets,
+// or a reg-name of unreserved, pct-encoded and sub-delims characters. Anything else (spaces,
+// "/", "@", a non-numeric port, non-ASCII, DEL) is a 400 by RFC 9112 §3.2; it used to be
+// routed on and forwarded, Host and X-Forwarded-Host alike. Empty is valid.
+const HOST_OK = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]*)?$/;
 
 export function validate(x: Exchange): number {
   if (x.headerBytes > x.worker.config.maxHeaderSize) return E.HEADERS_TOO_LARGE;
   if (x.hostCount === 0) return E.MISSING_HOST;
   if (x.hostCount > 1) return E.DUPLICATE_HOST;
+  if (!HOST_OK.test(x.host)) return E.BAD_HOST;
   if (!TARGET_OK.test(x.target) && !reencodeTarget(x)) return E.BAD_TARGET;
   if (x.contentLength === -2) return E.BAD_CONTENT_LENGTH;
   if (x.transferEncoding !== null) {
