@@ -78,4 +78,10 @@ describe('request heads', () => {
       expect(f.find(([n]) => n === 'host')?.[1] ?? '').toBe(ok);
     }
   });
+
+  it('400 UGATE_ERR_BAD_TARGET for a fragment or a DEL byte in the target', async () => {
+    for (const target of ['/a#frag', '/a?b=1#c', '/#', '/a\x7fb']) {
+      await refused(`GET ${target} HTTP/1.1\r\nHost: t\r\n\r\n`, 400, 'UGATE_ERR_BAD_TARGET');
+    }
+  });
 });

@@ -3,7 +3,10 @@
 import { E } from '../../src/shared/errors';
 import type { Exchange } from '../exchange';
 
-const TARGET_OK = /^\/[\x21-\x7e]*$/;
+// Visible ASCII except "#": a fragment is never part of a request-target (RFC 9112 §3.2).
+// Forwarded, "/index.html#.png" is one path to ugate's routes and cache and another to the
+// backend (the HAProxy CVE-2023-45539 shape); it used to pass, as did a DEL byte.
+const TARGET_OK = /^\/[\x21\x24-\x7e]*$/;
 // Host is uri-host [ ":" port ] (RFC 9112 §3.2, RFC 3986 §3.2.2): an IP literal in brackets,
 // or a reg-name of unreserved, pct-encoded and sub-delims characters. Anything else (spaces,
 // "/", "@", a non-numeric port, non-ASCII, DEL) is a 400 by RFC 9112 §3.2; it used to be
@@ -31,7 +34,7 @@ export function validate(x: Exchange): number {
 // ASCII are re-encoded so the backend receives exactly the bytes the client sent.
 // Invalid UTF-8 already became U+FFFD in uWS and cannot be recovered: refuse it.
 function reencodeTarget(x: Exchange): boolean {
-  if (x.target.charCodeAt(0) !== 47 || /[\s\ufffd]/.test(x.target)) return false;
+  if (x.target.charCodeAt(0) !== 47 || /[\s\x00-\x1f\x7f#\ufffd]/.test(x.target)) return false;
   x.target = Buffer.from(x.target, 'utf8').toString('latin1');
   return true;
 }
