@@ -84,4 +84,13 @@ describe('request heads', () => {
       await refused(`GET ${target} HTTP/1.1\r\nHost: t\r\n\r\n`, 400, 'UGATE_ERR_BAD_TARGET');
     }
   });
+
+  it('Via keeps UTF-8 bytes exactly; a DEL byte in Via is refused like in any other field', async () => {
+    // Non-ASCII inside the value: uWS itself strips non-ASCII bytes at either end (README).
+    const h = await forwarded('GET / HTTP/1.1\r\nHost: t\r\nVia: 1.1 caf\xc3\xa9-proxy\r\nConnection: close\r\n\r\n');
+    expect(fields(h).find(([n]) => n === 'via')?.[1]).toBe('1.1 caf\xc3\xa9-proxy, 1.1 ugate');
+    await refused('GET / HTTP/1.1\r\nHost: t\r\nVia: 1.1 a\x7fb\r\n\r\n', 400, 'UGATE_ERR_BAD_HEADER');
+    await refused('GET / HTTP/1.1\r\nHost: t\r\nVia: 1.1 a\xffb\r\n\r\n', 400, 'UGATE_ERR_BAD_HEADER');
+    await refused('GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-Host: a\x7fb\r\n\r\n', 400, 'UGATE_ERR_BAD_HEADER');
+  });
 });

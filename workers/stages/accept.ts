@@ -41,7 +41,7 @@ function collectHeader(name: string, value: string): void {
       x.transferEncoding = x.transferEncoding === null ? value : x.transferEncoding + ', ' + value;
       return;
     case 'connection':
-      x.connection = x.connection === null ? value : x.connection + ', ' + value;
+      x.connection = x.connection === null ? ownValue(x, value) : x.connection + ', ' + ownValue(x, value);
       return;
     // Hop-by-hop (RFC 9110 §7.6.1) and Expect: uWS already answered 100-continue itself.
     case 'keep-alive':
@@ -53,16 +53,16 @@ function collectHeader(name: string, value: string): void {
     case 'expect':
       return;
     case 'x-forwarded-for':
-      x.forwardedFor = x.forwardedFor === null ? value : x.forwardedFor + ', ' + value;
+      x.forwardedFor = x.forwardedFor === null ? ownValue(x, value) : x.forwardedFor + ', ' + ownValue(x, value);
       return;
     case 'x-forwarded-proto':
-      x.forwardedProto = value;
+      x.forwardedProto = ownValue(x, value);
       return;
     case 'x-forwarded-host':
-      x.forwardedHost = value;
+      x.forwardedHost = ownValue(x, value);
       return;
     case 'via':
-      x.via = x.via === null ? value : x.via + ', ' + value;
+      x.via = x.via === null ? ownValue(x, value) : x.via + ', ' + ownValue(x, value);
       return;
     default:
       if (!x.nonAsciiHeader && NON_ASCII.test(value)) x.nonAsciiHeader = true;
@@ -71,6 +71,16 @@ function collectHeader(name: string, value: string): void {
 }
 
 const NON_ASCII = /[^\t\x20-\x7e]/;
+
+// Fields ugate keeps aside and writes itself (Via, X-Forwarded-*, Connection) get the same
+// rule as forwarded ones (validate.ts reencodeHeaders): control bytes or invalid UTF-8 (U+FFFD
+// from uWS) are a 400, other non-ASCII is re-encoded to the client's bytes. Before, they
+// skipped it: a DEL in Via reached the backend, and UTF-8 in Via was sent as latin1 garbage.
+function ownValue(x: Exchange, v: string): string {
+  if (!NON_ASCII.test(v)) return v;
+  if (/[\x00-\x08\x0a-\x1f\x7f\ufffd]/.test(v)) x.badHeader = true;
+  return Buffer.from(v, 'utf8').toString('latin1');
+}
 
 function noteContentLength(x: Exchange, value: string): void {
   // Identical repeats may be folded (RFC 9112 §6.3); differing ones are a smuggling shape.

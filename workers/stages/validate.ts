@@ -26,7 +26,7 @@ export function validate(x: Exchange): number {
     if (x.contentLength !== -1) return E.BAD_CONTENT_LENGTH;
     if (x.transferEncoding.trim().toLowerCase() !== 'chunked') return E.UNSUPPORTED_TRANSFER_CODING;
   }
-  if (x.nonAsciiHeader && !reencodeHeaders(x)) return E.BAD_HEADER;
+  if (x.badHeader || (x.nonAsciiHeader && !reencodeHeaders(x))) return E.BAD_HEADER;
   return 0;
 }
 
