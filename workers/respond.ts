@@ -24,7 +24,7 @@ export function respondError(x: Exchange, id: number): void {
 
 // Errors that leave the connection's framing in doubt, or a request body unread: the rest of
 // the body would be parsed as the next request, so the connection is closed instead.
-const FRAMING_ERRORS = new Set<number>([E.BAD_CONTENT_LENGTH, E.HEADERS_TOO_LARGE, E.UNSUPPORTED_TRANSFER_CODING, E.BAD_TARGET, E.DUPLICATE_HOST, E.BAD_HOST, E.MISSING_HOST, E.BAD_REQUEST, E.BAD_HEADER]);
+const FRAMING_ERRORS = new Set<number>([E.BAD_CONTENT_LENGTH, E.HEADERS_TOO_LARGE, E.UNSUPPORTED_TRANSFER_CODING, E.UNSUPPORTED_METHOD, E.BAD_TARGET, E.DUPLICATE_HOST, E.BAD_HOST, E.MISSING_HOST, E.BAD_REQUEST, E.BAD_HEADER]);
 
 function mustClose(x: Exchange, id: number): boolean {
   if (FRAMING_ERRORS.has(id)) return true;

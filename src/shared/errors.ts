@@ -26,6 +26,7 @@ export const ERRORS = [
   { code: 'UGATE_ERR_BODY_TOO_LARGE', status: 413, reason: 'request body larger than max-body-size', source: 'client', retryable: false },
   { code: 'UGATE_ERR_HEADERS_TOO_LARGE', status: 431, reason: 'request header block larger than max-header-size', source: 'client', retryable: false },
   { code: 'UGATE_ERR_UNSUPPORTED_TRANSFER_CODING', status: 501, reason: 'unsupported Transfer-Encoding', source: 'client', retryable: false },
+  { code: 'UGATE_ERR_UNSUPPORTED_METHOD', status: 501, reason: 'method not supported', source: 'client', retryable: false },
   { code: 'UGATE_ERR_UPSTREAM_CONNECT', status: 502, reason: 'upstream connection failed', source: 'upstream', retryable: true },
   { code: 'UGATE_ERR_UPSTREAM_RESET', status: 502, reason: 'upstream closed the connection before responding', source: 'upstream', retryable: true },
   { code: 'UGATE_ERR_UPSTREAM_BAD_RESPONSE', status: 502, reason: 'upstream sent an invalid response', source: 'upstream', retryable: false },

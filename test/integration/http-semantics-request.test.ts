@@ -93,4 +93,8 @@ describe('request heads', () => {
     await refused('GET / HTTP/1.1\r\nHost: t\r\nVia: 1.1 a\xffb\r\n\r\n', 400, 'UGATE_ERR_BAD_HEADER');
     await refused('GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-Host: a\x7fb\r\n\r\n', 400, 'UGATE_ERR_BAD_HEADER');
   });
+
+  it('501 UGATE_ERR_UNSUPPORTED_METHOD for CONNECT: no tunnels, and never sent upstream', async () => {
+    await refused('CONNECT /x HTTP/1.1\r\nHost: t\r\n\r\n', 501, 'UGATE_ERR_UNSUPPORTED_METHOD');
+  });
 });

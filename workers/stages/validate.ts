@@ -15,6 +15,10 @@ const HOST_OK = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]*
 
 export function validate(x: Exchange): number {
   if (x.headerBytes > x.worker.config.maxHeaderSize) return E.HEADERS_TOO_LARGE;
+  // CONNECT asks for a tunnel (RFC 9110 §9.3.6), which ugate does not make; uWS passes only its
+  // (invalid) origin-form. It used to be forwarded, and a backend's 2xx to it means the
+  // connection has become a tunnel, which the upstream client does not expect.
+  if (x.method === 'CONNECT') return E.UNSUPPORTED_METHOD;
   if (x.hostCount === 0) return E.MISSING_HOST;
   if (x.hostCount > 1) return E.DUPLICATE_HOST;
   if (!HOST_OK.test(x.host)) return E.BAD_HOST;
