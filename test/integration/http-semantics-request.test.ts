@@ -97,4 +97,12 @@ describe('request heads', () => {
   it('501 UGATE_ERR_UNSUPPORTED_METHOD for CONNECT: no tunnels, and never sent upstream', async () => {
     await refused('CONNECT /x HTTP/1.1\r\nHost: t\r\n\r\n', 501, 'UGATE_ERR_UNSUPPORTED_METHOD');
   });
+
+  it('uWS strips non-ASCII bytes at either end of a header value (pinned: README constraints)', async () => {
+    // This build trims bytes >= 0x80 as if they were whitespace; ugate never sees them.
+    const h = await forwarded('GET / HTTP/1.1\r\nHost: t\r\nX-End: caf\xc3\xa9\r\nX-Start: \xc3\xa9t\xc3\xa9\r\nConnection: close\r\n\r\n');
+    const f = fields(h);
+    expect(f.find(([n]) => n === 'x-end')?.[1]).toBe('caf');
+    expect(f.find(([n]) => n === 'x-start')?.[1]).toBe('t');
+  });
 });
