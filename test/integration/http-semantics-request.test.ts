@@ -1,5 +1,8 @@
 // Odd and hostile request heads, byte for byte: what the client is answered and the exact head
 // the backend received (a raw origin records it), or that the backend received nothing.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRawOrigin } from '../helpers/origin';
 import { rawRequest } from '../helpers/raw';
@@ -104,5 +107,57 @@ describe('request heads', () => {
     const f = fields(h);
     expect(f.find(([n]) => n === 'x-end')?.[1]).toBe('caf');
     expect(f.find(([n]) => n === 'x-start')?.[1]).toBe('t');
+  });
+});
+
+describe('routing on the path the backend will serve', () => {
+  let api: Awaited<ReturnType<typeof startRawOrigin>>;
+  let routed: Ugate;
+  let dir: string;
+  const apiHeads: string[] = [];
+
+  beforeAll(async () => {
+    api = await startRawOrigin((sock) => {
+      sock.on('data', (d) => {
+        const t = d.toString('latin1');
+        if (!t.includes('\r\n\r\n')) return;
+        apiHeads.push(t.slice(0, t.indexOf('\r\n\r\n') + 2));
+        sock.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok');
+      });
+    });
+    dir = mkdtempSync(path.join(tmpdir(), 'ugate-route-'));
+    const file = path.join(dir, 'ugate.yaml');
+    writeFileSync(file, [`upstream: ${origin.url}`, 'routes:', '  - name: api', '    path: /api', `    upstream: ${api.url}`, ''].join('\n'));
+    routed = await startUgate(['--config', file], { workers: 1 });
+  });
+
+  afterAll(async () => {
+    await routed?.stop();
+    await api?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Send `target`; return which origin got it ('api' or 'default') and the line it got. */
+  async function via(target: string): Promise<[string, string]> {
+    const [a, d] = [apiHeads.length, heads.length];
+    const r = await rawRequest(routed.port, [`GET ${target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`], 3000);
+    expect(r.status, target).toBe(200);
+    if (apiHeads.length > a) return ['api', apiHeads[a].split('\r\n')[0]];
+    expect(heads.length, target).toBe(d + 1);
+    return ['default', heads[d].split('\r\n')[0]];
+  }
+
+  it('a target that leaves a route prefix with dot-segments goes where its path resolves, sent unchanged', async () => {
+    // "/api/../secret" is /secret: it must not reach the /api backend, which would serve its own
+    // /secret (a route-prefix escape). nginx matches locations on the same resolved path.
+    expect(await via('/api/../secret')).toEqual(['default', 'GET /api/../secret HTTP/1.1']);
+    expect(await via('/api/%2e%2E/secret?a=/api')).toEqual(['default', 'GET /api/%2e%2E/secret?a=/api HTTP/1.1']);
+    expect(await via('/api/x/../..')).toEqual(['default', 'GET /api/x/../.. HTTP/1.1']);
+    // And the other way round.
+    expect(await via('/other/../api/users')).toEqual(['api', 'GET /other/../api/users HTTP/1.1']);
+    expect(await via('//api/./x')).toEqual(['api', 'GET //api/./x HTTP/1.1']);
+    expect(await via('/api/x/..')).toEqual(['api', 'GET /api/x/.. HTTP/1.1']);
+    expect(await via('/api/..x')).toEqual(['api', 'GET /api/..x HTTP/1.1']);
+    expect(await via('/apix/../api')).toEqual(['api', 'GET /apix/../api HTTP/1.1']);
   });
 });
