@@ -1,7 +1,7 @@
 // Every error the gateway answers itself: the status and code the client gets, and what the
 // backend saw (for client errors: nothing at all).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closedPort, startOrigin, startRawOrigin, type Origin } from '../helpers/origin';
+import { closedPort, sha256, startOrigin, startRawOrigin, type Origin } from '../helpers/origin';
 import { rawRequest } from '../helpers/raw';
 import { eventually, startUgate, type Ugate } from '../helpers/ugate';
 
@@ -178,6 +178,25 @@ describe('client errors never reach the backend', () => {
     }
     expect(origin.seen.length).toBe(before);
   }, 30_000);
+});
+
+describe('the uWS chunked parser (lenient; README: constraints)', () => {
+  // ugate sees only the decoded chunks, never the chunk-size lines, so it cannot refuse these.
+  // Pinned so that a uWS upgrade that starts refusing them is noticed (and the README updated).
+  it('reads a non-hex chunk-size digit as a number, and ends the body at a chunk-size line starting with a space', async () => {
+    let before = origin.seen.length;
+    // "g" is read as a size (18 here): the bytes after it, framing included, become body.
+    let r = await rawRequest(u.port, ['POST /g HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\ng\r\nabc\r\n0\r\n\r\nXXXX\r\n0\r\n\r\n'], 3000);
+    expect(r.status).toBe(200);
+    expect(origin.seen.length).toBe(before + 1);
+    expect(origin.seen[before].bodySha256).toBe(sha256('abc\r\n0\r\n\r\nXXXX\r\n'));
+    before = origin.seen.length;
+    // " 3" ends the body: the backend gets an empty one, the chunk is left on the connection.
+    r = await rawRequest(u.port, ['POST /sp HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n 3\r\nabc\r\n0\r\n\r\n'], 3000);
+    expect(r.status).toBe(200);
+    expect(origin.seen.length).toBe(before + 1);
+    expect(origin.seen[before].bodyBytes).toBe(0);
+  });
 });
 
 describe('the uWS slow-body cut-off', () => {
