@@ -18,7 +18,7 @@ export function accept(res: HttpResponse, req: HttpRequest, worker: WorkerState)
   // getQuery() is undefined without "?" and "" for a bare "?": keep the target byte-for-byte.
   x.target = query === undefined ? req.getUrl() : req.getUrl() + '?' + query;
   // "GET /x HTTP/1.1\r\n" plus the blank line that ends the block.
-  x.headerBytes = x.method.length + x.target.length + 13;
+  x.headerBytes = x.method.length + byteLength(x.target) + 13;
   current = x;
   req.forEach(collectHeader);
   return x;
@@ -26,7 +26,7 @@ export function accept(res: HttpResponse, req: HttpRequest, worker: WorkerState)
 
 function collectHeader(name: string, value: string): void {
   const x = current;
-  x.headerBytes += name.length + value.length + 4;
+  x.headerBytes += name.length + byteLength(value) + 4;
   // Header names arrive lower-cased from uWS.
   switch (name) {
     case 'host':
@@ -71,6 +71,12 @@ function collectHeader(name: string, value: string): void {
 }
 
 const NON_ASCII = /[^\t\x20-\x7e]/;
+
+// --max-header-size is in bytes; uWS hands over UTF-8-decoded strings, whose length counts a
+// 3-byte character as one. Counting characters let a head up to three times the limit through.
+function byteLength(s: string): number {
+  return NON_ASCII.test(s) ? Buffer.byteLength(s, 'utf8') : s.length;
+}
 
 // Fields ugate keeps aside and writes itself (Via, X-Forwarded-*, Connection) get the same
 // rule as forwarded ones (validate.ts reencodeHeaders): control bytes or invalid UTF-8 (U+FFFD
