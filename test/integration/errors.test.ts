@@ -218,12 +218,29 @@ describe('the uWS slow-body cut-off', () => {
 });
 
 describe('upstream failures', () => {
-  it('502 when the backend refuses the connection', async () => {
+  it('502 when the backend refuses the connection; to a HEAD, without a body', async () => {
     const g = await startUgate(['--upstream', `http://127.0.0.1:${await closedPort()}`], { workers: 1 });
     try {
       const res = await fetch(g.url + '/x');
       expect(res.status).toBe(502);
       expect(res.headers.get('x-ugate-error')).toBe('UGATE_ERR_UPSTREAM_CONNECT');
+      // A HEAD answer has no body (RFC 9110 §9.3.2), the gateway's own errors included: a body
+      // here was read by the client as the start of the next response on the connection.
+      const r = await rawRequest(g.port, ['HEAD /x HTTP/1.1\r\nHost: t\r\n\r\n', 500, 'GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'], 5000);
+      const answers = r.text.split(/(?=HTTP\/1\.1 )/);
+      expect(answers).toHaveLength(2);
+      const [head, get] = answers;
+      expect(head).toMatch(/^HTTP\/1\.1 502 /);
+      expect(head).toContain('x-ugate-error: UGATE_ERR_UPSTREAM_CONNECT');
+      expect(head).toMatch(/\r\ncontent-length: 31\r\n/i);
+      expect(head.endsWith('\r\n\r\n')).toBe(true);
+      expect(get).toMatch(/^HTTP\/1\.1 502 /);
+      expect(get.endsWith('\r\n\r\n502 upstream connection failed\n')).toBe(true);
+      // A HEAD refused with a closing error still closes, bodiless.
+      const bad = await rawRequest(g.port, ['HEAD /a#b HTTP/1.1\r\nHost: t\r\n\r\n'], 3000);
+      expect(bad.status).toBe(400);
+      expect(bad.closed).toBe(true);
+      expect(bad.text.endsWith('\r\n\r\n')).toBe(true);
     } finally {
       await g.stop();
     }
