@@ -72,6 +72,17 @@ describe('request heads', () => {
     }
   });
 
+  it('Connection naming Content-Length, X-Forwarded-For or Via removes none of what ugate writes', async () => {
+    const before = heads.length;
+    const r = await rawRequest(u.port, ['POST /c HTTP/1.1\r\nHost: t\r\nConnection: close\r\nConnection: content-length, x-forwarded-for, via, x-forwarded-host\r\nContent-Length: 3\r\n\r\nabc'], 3000);
+    expect(r.status).toBe(200);
+    const f = fields(heads[before]);
+    expect(f.find(([n]) => n === 'content-length')?.[1]).toBe('3');
+    expect(f.find(([n]) => n === 'x-forwarded-for')?.[1]).toBe('127.0.0.1');
+    expect(f.find(([n]) => n === 'x-forwarded-host')?.[1]).toBe('t');
+    expect(f.find(([n]) => n === 'via')?.[1]).toBe('1.1 ugate');
+  });
+
   it('400 UGATE_ERR_BAD_HOST for a Host that is not host[:port]; valid forms pass', async () => {
     for (const bad of ['a b', 't\x7f', 't/x', 'a@b', 't:8x', 'caf\xc3\xa9.example', 'x\xffy']) {
       await refused(`GET / HTTP/1.1\r\nHost: ${bad}\r\n\r\n`, 400, 'UGATE_ERR_BAD_HOST');
