@@ -1,5 +1,6 @@
-// Stage "validate": refuse what must never reach a backend — oversized heads, missing or
-// repeated Host, request-smuggling shapes, targets that are not origin-form (400, 431, 501).
+// Stage "validate": refuse what must never reach a backend — oversized heads, CONNECT, a
+// missing, repeated or invalid Host, request-smuggling shapes, targets that are not
+// origin-form or carry a fragment, bad bytes in field values (400, 431, 501).
 import { E } from '../../src/shared/errors';
 import type { Exchange } from '../exchange';
 
