@@ -46,6 +46,8 @@ export class Exchange {
   headers: string[] = [];
   /** A header value with bytes outside ASCII was seen (needs re-encoding for undici). */
   nonAsciiHeader = false;
+  /** A Via, X-Forwarded-* or Connection value with control bytes or invalid UTF-8. */
+  badHeader = false;
   private peerText: string | null = null;
 
   // ---- decided by the stages ----

@@ -18,7 +18,7 @@ export function accept(res: HttpResponse, req: HttpRequest, worker: WorkerState)
   // getQuery() is undefined without "?" and "" for a bare "?": keep the target byte-for-byte.
   x.target = query === undefined ? req.getUrl() : req.getUrl() + '?' + query;
   // "GET /x HTTP/1.1\r\n" plus the blank line that ends the block.
-  x.headerBytes = x.method.length + x.target.length + 13;
+  x.headerBytes = x.method.length + byteLength(x.target) + 13;
   current = x;
   req.forEach(collectHeader);
   return x;
@@ -26,7 +26,7 @@ export function accept(res: HttpResponse, req: HttpRequest, worker: WorkerState)
 
 function collectHeader(name: string, value: string): void {
   const x = current;
-  x.headerBytes += name.length + value.length + 4;
+  x.headerBytes += name.length + byteLength(value) + 4;
   // Header names arrive lower-cased from uWS.
   switch (name) {
     case 'host':
@@ -41,7 +41,7 @@ function collectHeader(name: string, value: string): void {
       x.transferEncoding = x.transferEncoding === null ? value : x.transferEncoding + ', ' + value;
       return;
     case 'connection':
-      x.connection = x.connection === null ? value : x.connection + ', ' + value;
+      x.connection = x.connection === null ? ownValue(x, value) : x.connection + ', ' + ownValue(x, value);
       return;
     // Hop-by-hop (RFC 9110 §7.6.1) and Expect: uWS already answered 100-continue itself.
     case 'keep-alive':
@@ -53,16 +53,16 @@ function collectHeader(name: string, value: string): void {
     case 'expect':
       return;
     case 'x-forwarded-for':
-      x.forwardedFor = x.forwardedFor === null ? value : x.forwardedFor + ', ' + value;
+      x.forwardedFor = x.forwardedFor === null ? ownValue(x, value) : x.forwardedFor + ', ' + ownValue(x, value);
       return;
     case 'x-forwarded-proto':
-      x.forwardedProto = value;
+      x.forwardedProto = ownValue(x, value);
       return;
     case 'x-forwarded-host':
-      x.forwardedHost = value;
+      x.forwardedHost = ownValue(x, value);
       return;
     case 'via':
-      x.via = x.via === null ? value : x.via + ', ' + value;
+      x.via = x.via === null ? ownValue(x, value) : x.via + ', ' + ownValue(x, value);
       return;
     default:
       if (!x.nonAsciiHeader && NON_ASCII.test(value)) x.nonAsciiHeader = true;
@@ -71,6 +71,22 @@ function collectHeader(name: string, value: string): void {
 }
 
 const NON_ASCII = /[^\t\x20-\x7e]/;
+
+// --max-header-size is in bytes; uWS hands over UTF-8-decoded strings, whose length counts a
+// 3-byte character as one. Counting characters let a head up to three times the limit through.
+function byteLength(s: string): number {
+  return NON_ASCII.test(s) ? Buffer.byteLength(s, 'utf8') : s.length;
+}
+
+// Fields ugate keeps aside and writes itself (Via, X-Forwarded-*, Connection) get the same
+// rule as forwarded ones (validate.ts reencodeHeaders): control bytes or invalid UTF-8 (U+FFFD
+// from uWS) are a 400, other non-ASCII is re-encoded to the client's bytes. Before, they
+// skipped it: a DEL in Via reached the backend, and UTF-8 in Via was sent as latin1 garbage.
+function ownValue(x: Exchange, v: string): string {
+  if (!NON_ASCII.test(v)) return v;
+  if (/[\x00-\x08\x0a-\x1f\x7f\ufffd]/.test(v)) x.badHeader = true;
+  return Buffer.from(v, 'utf8').toString('latin1');
+}
 
 function noteContentLength(x: Exchange, value: string): void {
   // Identical repeats may be folded (RFC 9112 §6.3); differing ones are a smuggling shape.

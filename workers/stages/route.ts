@@ -4,7 +4,7 @@ import type { Exchange } from '../exchange';
 
 export function route(x: Exchange): number {
   const routes = x.worker.routes;
-  const path = x.target;
+  const path = routingPath(x.target);
   let host: string | null = null;
   for (let i = 0; i < routes.length; i++) {
     const r = routes[i];
@@ -34,4 +34,25 @@ function hostWithoutPort(host: string): string {
   if (h.startsWith('[')) return h.slice(0, h.indexOf(']') + 1);
   const colon = h.indexOf(':');
   return colon === -1 ? h : h.slice(0, colon);
+}
+
+// Routes match the path the backend will serve: "." and ".." segments (also as %2e) resolved
+// and repeated slashes merged, as nginx matches its locations. Before, "/api/../secret" went
+// to the /api backend, which resolves it to its own /secret: a way out of a route's prefix.
+// Only the matching uses this; the target is still forwarded byte for byte.
+function routingPath(target: string): string {
+  const q = target.indexOf('?');
+  const path = q === -1 ? target : target.slice(0, q);
+  if (!path.includes('/.') && !path.includes('//') && !/%2e/i.test(path)) return target;
+  const segs = path.replace(/%2e/gi, '.').split('/');
+  const out: string[] = [];
+  for (let i = 1; i < segs.length; i++) {
+    const s = segs[i];
+    const last = i === segs.length - 1;
+    if (s === '..') out.pop();
+    else if (s !== '.' && s !== '') out.push(s);
+    // A path ending in "/", "/." or "/.." names a directory: keep its trailing slash.
+    if (last && (s === '..' || s === '.' || s === '')) out.push('');
+  }
+  return '/' + out.join('/') + (q === -1 ? '' : target.slice(q));
 }

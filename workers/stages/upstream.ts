@@ -99,12 +99,16 @@ function onClientData(x: Exchange, chunk: ArrayBuffer, isLast: boolean): void {
   x.body!.pushChunk(chunk, isLast);
 }
 
-// Fields named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
+// Fields named in Connection are hop-by-hop too (RFC 9110 §7.6.1). Except Host: every
+// HTTP/1.1 request must carry it (RFC 9112 §3.2), so a client's "Connection: host" must not
+// send the backend a request without one (it used to: the backend then answered for its
+// default virtual host, or 400). Content-Length and the X-Forwarded-* and Via ugate writes
+// are added after this, so naming them removes nothing that ugate itself sends.
 function dropConnectionNamed(x: Exchange): void {
   const drop = connectionNamed(x.connection!, null);
   if (drop === null) return;
   const kept: string[] = [];
   const h = x.headers;
-  for (let i = 0; i < h.length; i += 2) if (!drop.includes(h[i])) kept.push(h[i], h[i + 1]);
+  for (let i = 0; i < h.length; i += 2) if (h[i] === 'host' || !drop.includes(h[i])) kept.push(h[i], h[i + 1]);
   x.headers = kept;
 }
