@@ -17,8 +17,9 @@ export function accept(res: HttpResponse, req: HttpRequest, worker: WorkerState)
   const query = req.getQuery();
   // getQuery() is undefined without "?" and "" for a bare "?": keep the target byte-for-byte.
   x.target = query === undefined ? req.getUrl() : req.getUrl() + '?' + query;
-  // "GET /x HTTP/1.1\r\n" plus the blank line that ends the block.
-  x.headerBytes = x.method.length + byteLength(x.target) + 13;
+  // "GET /x HTTP/1.1\r\n" plus the blank line that ends the block. A target with bytes outside
+  // ASCII counts in characters here; validate.ts adds the difference when it meets one.
+  x.headerBytes = x.method.length + x.target.length + 13;
   current = x;
   req.forEach(collectHeader);
   return x;
@@ -26,7 +27,10 @@ export function accept(res: HttpResponse, req: HttpRequest, worker: WorkerState)
 
 function collectHeader(name: string, value: string): void {
   const x = current;
-  x.headerBytes += name.length + byteLength(value) + 4;
+  // --max-header-size is in bytes; uWS hands over UTF-8-decoded strings, whose length counts
+  // a 3-byte character as one (that let a head up to three times the limit through).
+  const nonAscii = NON_ASCII.test(value);
+  x.headerBytes += name.length + (nonAscii ? Buffer.byteLength(value, 'utf8') : value.length) + 4;
   // Header names arrive lower-cased from uWS.
   switch (name) {
     case 'host':
@@ -65,18 +69,12 @@ function collectHeader(name: string, value: string): void {
       x.via = x.via === null ? ownValue(x, value) : x.via + ', ' + ownValue(x, value);
       return;
     default:
-      if (!x.nonAsciiHeader && NON_ASCII.test(value)) x.nonAsciiHeader = true;
+      if (nonAscii) x.nonAsciiHeader = true;
       x.headers.push(name, value);
   }
 }
 
 const NON_ASCII = /[^\t\x20-\x7e]/;
-
-// --max-header-size is in bytes; uWS hands over UTF-8-decoded strings, whose length counts a
-// 3-byte character as one. Counting characters let a head up to three times the limit through.
-function byteLength(s: string): number {
-  return NON_ASCII.test(s) ? Buffer.byteLength(s, 'utf8') : s.length;
-}
 
 // Fields ugate keeps aside and writes itself (Via, X-Forwarded-*, Connection) get the same
 // rule as forwarded ones (validate.ts reencodeHeaders): control bytes or invalid UTF-8 (U+FFFD

@@ -40,10 +40,13 @@ function hostWithoutPort(host: string): string {
 // and repeated slashes merged, as nginx matches its locations. Before, "/api/../secret" went
 // to the /api backend, which resolves it to its own /secret: a way out of a route's prefix.
 // Only the matching uses this; the target is still forwarded byte for byte.
+const MAY_RESOLVE = /\/\.|\/\/|%2e/i;
+
 function routingPath(target: string): string {
+  // One scan for the common case; a match in the query only costs the slow path.
+  if (!MAY_RESOLVE.test(target)) return target;
   const q = target.indexOf('?');
   const path = q === -1 ? target : target.slice(0, q);
-  if (!path.includes('/.') && !path.includes('//') && !/%2e/i.test(path)) return target;
   const segs = path.replace(/%2e/gi, '.').split('/');
   const out: string[] = [];
   for (let i = 1; i < segs.length; i++) {

@@ -13,8 +13,14 @@ const TARGET_OK = /^\/[\x21\x24-\x7e]*$/;
 // "/", "@", a non-numeric port, non-ASCII, DEL) is a 400 by RFC 9112 §3.2; it used to be
 // routed on and forwarded, Host and X-Forwarded-Host alike. Empty is valid.
 const HOST_OK = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]*)?$/;
+/** The last Host that passed HOST_OK: most requests of a worker repeat it, and a string
+ * compare is cheaper than the regex on every request. */
+let hostPassed = '';
 
 export function validate(x: Exchange): number {
+  const targetOk = TARGET_OK.test(x.target);
+  // accept.ts counted the target in characters: add what its UTF-8 bytes take beyond that.
+  if (!targetOk) x.headerBytes += Buffer.byteLength(x.target, 'utf8') - x.target.length;
   if (x.headerBytes > x.worker.config.maxHeaderSize) return E.HEADERS_TOO_LARGE;
   // CONNECT asks for a tunnel (RFC 9110 §9.3.6), which ugate does not make; uWS passes only its
   // (invalid) origin-form. It used to be forwarded, and a backend's 2xx to it means the
@@ -22,8 +28,11 @@ export function validate(x: Exchange): number {
   if (x.method === 'CONNECT') return E.UNSUPPORTED_METHOD;
   if (x.hostCount === 0) return E.MISSING_HOST;
   if (x.hostCount > 1) return E.DUPLICATE_HOST;
-  if (!HOST_OK.test(x.host)) return E.BAD_HOST;
-  if (!TARGET_OK.test(x.target) && !reencodeTarget(x)) return E.BAD_TARGET;
+  if (x.host !== hostPassed) {
+    if (!HOST_OK.test(x.host)) return E.BAD_HOST;
+    hostPassed = x.host;
+  }
+  if (!targetOk && !reencodeTarget(x)) return E.BAD_TARGET;
   if (x.contentLength === -2) return E.BAD_CONTENT_LENGTH;
   if (x.transferEncoding !== null) {
     // uWS itself drops requests carrying both Content-Length and Transfer-Encoding; keep the
