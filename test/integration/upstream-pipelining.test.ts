@@ -227,6 +227,22 @@ describe('lean upstream client: --pipelining', () => {
     for (let i = 0; i < 3; i++) expect(arrivals.filter((a) => a.path === `/b/${i}`).map((a) => a.conn === 1)).toEqual([true, false]);
   });
 
+  it('nothing joins a connection that will be dropped: a request sent after a client left while waiting behind goes once, not behind it and then again', async () => {
+    const { u, arrivals } = await setup((_method, path) => (path === '/slow' ? { delay: 400, response: ok('slow') } : { response: ok(`fine ${path}`) }));
+    const slow = fetch(u.url + '/slow').then((r) => r.text());
+    await eventually(() => arrivals.length === 1);
+    // Written behind /slow, its client leaves after 100 ms: the connection is to go when its turn comes.
+    const gone = await rawRequest(u.port, ['GET /gone HTTP/1.1\r\nHost: t\r\n\r\n'], 100);
+    expect(gone.status).toBe(0);
+    await sleep(50);
+    const later = await fetch(u.url + '/later').then((r) => r.text());
+    expect(later).toBe('fine /later');
+    expect(await slow).toBe('slow');
+    // Before, /later was written behind /gone on the first connection, then sent again on a new one.
+    expect(arrivals.filter((a) => a.path === '/later').map((a) => a.conn === 1)).toEqual([false]);
+    expect(arrivals.filter((a) => a.path === '/gone')).toHaveLength(1);
+  });
+
   it('a POST waiting in the queue is not starved by GETs that keep coming (--pool-connections 1)', async () => {
     const { u, arrivals } = await setup((method, path, body) => ({ delay: 5, response: ok(method === 'POST' ? `echo ${body}` : `got ${path}`) }), ['--pipelining', '4']);
     let running = true;
