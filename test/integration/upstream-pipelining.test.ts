@@ -228,13 +228,14 @@ describe('lean upstream client: --pipelining', () => {
   });
 
   it('nothing joins a connection that will be dropped: a request sent after a client left while waiting behind goes once, not behind it and then again', async () => {
-    const { u, arrivals } = await setup((_method, path) => (path === '/slow' ? { delay: 400, response: ok('slow') } : { response: ok(`fine ${path}`) }));
+    const { u, arrivals } = await setup((_method, path) => (path === '/slow' ? { delay: 800, response: ok('slow') } : { response: ok(`fine ${path}`) }));
     const slow = fetch(u.url + '/slow').then((r) => r.text());
     await eventually(() => arrivals.length === 1);
-    // Written behind /slow, its client leaves after 100 ms: the connection is to go when its turn comes.
-    const gone = await rawRequest(u.port, ['GET /gone HTTP/1.1\r\nHost: t\r\n\r\n'], 100);
+    // Written behind /slow, its client leaves after 150 ms: the connection is to go when its turn comes.
+    const gone = await rawRequest(u.port, ['GET /gone HTTP/1.1\r\nHost: t\r\n\r\n'], 150);
     expect(gone.status).toBe(0);
-    await sleep(50);
+    expect(arrivals.map((a) => [a.path, a.conn])).toEqual([['/slow', 1], ['/gone', 1]]);
+    await sleep(100);
     const later = await fetch(u.url + '/later').then((r) => r.text());
     expect(later).toBe('fine /later');
     expect(await slow).toBe('slow');
