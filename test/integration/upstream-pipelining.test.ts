@@ -227,6 +227,69 @@ describe('lean upstream client: --pipelining', () => {
     for (let i = 0; i < 3; i++) expect(arrivals.filter((a) => a.path === `/b/${i}`).map((a) => a.conn === 1)).toEqual([true, false]);
   });
 
+  it('nothing joins a connection that will be dropped: a request sent after a client left while waiting behind goes once, not behind it and then again', async () => {
+    const { u, arrivals } = await setup((_method, path) => (path === '/slow' ? { delay: 800, response: ok('slow') } : { response: ok(`fine ${path}`) }));
+    const slow = fetch(u.url + '/slow').then((r) => r.text());
+    await eventually(() => arrivals.length === 1);
+    // Written behind /slow, its client leaves after 150 ms: the connection is to go when its turn comes.
+    const gone = await rawRequest(u.port, ['GET /gone HTTP/1.1\r\nHost: t\r\n\r\n'], 150);
+    expect(gone.status).toBe(0);
+    expect(arrivals.map((a) => [a.path, a.conn])).toEqual([['/slow', 1], ['/gone', 1]]);
+    await sleep(100);
+    const later = await fetch(u.url + '/later').then((r) => r.text());
+    expect(later).toBe('fine /later');
+    expect(await slow).toBe('slow');
+    // Before, /later was written behind /gone on the first connection, then sent again on a new one.
+    expect(arrivals.filter((a) => a.path === '/later').map((a) => a.conn === 1)).toEqual([false]);
+    expect(arrivals.filter((a) => a.path === '/gone')).toHaveLength(1);
+  });
+
+  it('interim 103/100, 204, 304 and a HEAD answer in the middle of a pipeline, the answers split at odd byte boundaries: each client gets its own', async () => {
+    const answers: Record<string, string> = {
+      '/hint': 'HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-P: /hint\r\n\r\nhint',
+      '/none': 'HTTP/1.1 204 No Content\r\nX-P: /none\r\n\r\n',
+      '/same': 'HTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\nX-P: /same\r\n\r\n',
+      '/head': 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-P: /head\r\n\r\n',
+      '/chunks': 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-P: /chunks\r\n\r\n3;x=y\r\nchu\r\n3\r\nnks\r\n0\r\nT: v\r\n\r\n',
+      '/last': 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-P: /last\r\n\r\nlast',
+    };
+    for (const step of [1, 3, 7]) {
+      const seen: string[] = [];
+      const origin = await startRawOrigin((sock) => {
+        let buf = '';
+        sock.on('data', (d: Buffer) => {
+          buf += d.toString('latin1');
+          for (let at = buf.indexOf('\r\n\r\n'); at >= 0; at = buf.indexOf('\r\n\r\n')) {
+            seen.push(buf.slice(0, at).split(' ')[1]);
+            buf = buf.slice(at + 4);
+          }
+          if (seen.length !== 6) return;
+          // Every answer in order, in pieces of `step` bytes, one write per millisecond.
+          const all = Buffer.from(seen.map((p) => answers[p]).join(''), 'latin1');
+          let i = 0;
+          const t = setInterval(() => (i >= all.length || sock.destroyed ? clearInterval(t) : sock.write(all.subarray(i, (i += step)))), 1);
+        });
+      });
+      const u = await startUgate(['--upstream', origin.url, '--pool-connections', '1', '--pipelining', '8', '--retries', '0'], { workers: 1 });
+      cleanup.push(() => origin.close(), async () => void (await u.stop()));
+      const got = await Promise.all(
+        Object.keys(answers).map(async (p) => {
+          const r = await fetch(u.url + p, { method: p === '/head' ? 'HEAD' : 'GET' });
+          return [p, r.status, r.headers.get('x-p'), await r.text()];
+        }),
+      );
+      expect(got).toEqual([
+        ['/hint', 200, '/hint', 'hint'],
+        ['/none', 204, '/none', ''],
+        ['/same', 304, '/same', ''],
+        ['/head', 200, '/head', ''],
+        ['/chunks', 200, '/chunks', 'chunks'],
+        ['/last', 200, '/last', 'last'],
+      ]);
+      expect(origin.connections).toBe(1);
+    }
+  });
+
   it('a POST waiting in the queue is not starved by GETs that keep coming (--pool-connections 1)', async () => {
     const { u, arrivals } = await setup((method, path, body) => ({ delay: 5, response: ok(method === 'POST' ? `echo ${body}` : `got ${path}`) }), ['--pipelining', '4']);
     let running = true;

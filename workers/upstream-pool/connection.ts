@@ -68,6 +68,9 @@ export class Connection implements ResponseSink {
   /** The request body still being sent (null: none, or all of it is out). */
   private body: Readable | null = null;
   private readonly resumeReading = (): void => this.resume();
+  /** A request behind was aborted or moved (moveLate): when its turn comes the connection is
+   * dropped (complete()), so nothing more may join it. */
+  private dropsAtTurn = false;
 
   constructor(private readonly pool: Http1Pool, first: PendingRequest) {
     this.req = first;
@@ -132,6 +135,9 @@ export class Connection implements ResponseSink {
       req.pipelinable &&
       this.behind.length + 1 < this.pool.options.pipelining &&
       this.waiting === Wait.Headers &&
+      // A request joining behind a place that drops the connection would be written here, then
+      // sent again on another connection when the drop comes: the backend would get it twice.
+      !this.dropsAtTurn &&
       !this.socket.destroyed &&
       !this.parser.closing
     );
@@ -424,7 +430,10 @@ export class Connection implements ResponseSink {
       r.replayed = true;
       late.push(r);
     }
-    if (late.length > 0) this.pool.resend(late);
+    if (late.length > 0) {
+      this.dropsAtTurn = true;
+      this.pool.resend(late);
+    }
   }
 
   get pipelined(): number {
@@ -435,7 +444,10 @@ export class Connection implements ResponseSink {
    * it (its answer may never end), and the requests pipelined behind go again; one still
    * waiting behind stays, and complete() drops the connection when its turn comes. */
   cut(req: PendingRequest): void {
-    if (req !== this.req) return;
+    if (req !== this.req) {
+      if (this.behind.includes(req)) this.dropsAtTurn = true;
+      return;
+    }
     this.req = null;
     req.conn = null;
     this.detachBody();
