@@ -17,6 +17,7 @@ export function isIdempotent(method: string): boolean {
     case 'PUT':
     case 'DELETE':
     case 'OPTIONS':
+    case 'TRACE':
       return true;
     default:
       return false;

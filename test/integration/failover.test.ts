@@ -151,6 +151,12 @@ describe('failover', () => {
     }
     expect(posts502).toBeGreaterThan(0);
     expect(dead.connections - deadAfterGets).toBe(posts502);
+    // TRACE is idempotent too (RFC 9110 §9.2.2): retried like GET, every one answered.
+    for (let i = 0; i < 10; i++) {
+      const res = await request(u.url + '/', { method: 'TRACE' });
+      await res.body.dump();
+      expect(res.statusCode).toBe(200);
+    }
   });
 
   it('passive ejection: failing connections take backends out; all down answers 503 fast', async () => {
