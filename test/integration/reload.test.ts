@@ -14,10 +14,12 @@ const started: Origin[] = [];
 let u: Ugate | null = null;
 let h: Ugate | null = null;
 let dup: Ugate | null = null;
+let tel: Ugate | null = null;
 afterAll(async () => {
   await u?.stop();
   await h?.stop();
   await dup?.stop();
+  await tel?.stop();
   for (const o of started) await o.close();
 });
 
@@ -202,5 +204,27 @@ describe('SIGHUP reload and upstream pools', () => {
     const seen = a.seen.length;
     for (let i = 0; i < 3; i++) await get();
     expect(a.seen.length).toBe(seen);
+  });
+});
+
+describe('SIGHUP reload and telemetry', () => {
+  it('a request in flight across a reload that reorders routes is counted under its own route, not the one now at its index', async () => {
+    const slow = await origin(1500);
+    const fast = await origin();
+    const dir = mkdtempSync(join(tmpdir(), 'ugate-reload-'));
+    const file = join(dir, 'ugate.yaml');
+    const route = (name: string, path: string, o: Origin) => `  - name: ${name}\n    path: ${path}\n    upstream:\n      - ${o.url}\n`;
+    writeFileSync(file, `routes:\n${route('slow', '/slow', slow)}${route('fast', '/fast', fast)}`);
+    tel = await startUgate(['--config', file], { workers: 1 });
+    const inFlight = fetch(tel.url + '/slow').then((r) => r.status);
+    await eventually(() => slow.seen.length === 1);
+    // Generation 1 (the first reload) puts "fast" at index 0, where "slow" was.
+    await reloadWith(tel, file, `routes:\n${route('fast', '/fast', fast)}${route('slow', '/slow', slow)}`, 1);
+    expect(await inFlight).toBe(200);
+    const metrics = await eventually(async () => {
+      const m = await tel!.metrics();
+      return m.includes('ugate_requests_total{route="slow",status="200"} 1\n') ? m : undefined;
+    });
+    expect(metrics).not.toContain('ugate_requests_total{route="fast"');
   });
 });
