@@ -181,7 +181,7 @@ export function loadConfig(argv: readonly string[]): GatewayConfig & { help: boo
     // A bad value that came from the file (not overridden by a flag) names the file too, so the
     // operator knows where to fix it (a flag's error needs no file: it is on the command line).
     const root = err instanceof ConfigError ? err.field.split(/[.[]/)[0] : '';
-    if (file !== null && root in fromFile && !(root in args.settings)) {
+    if (file !== null && Object.hasOwn(fromFile, root) && !Object.hasOwn(args.settings, root)) {
       const e = err as ConfigError;
       throw new ConfigError(e.field, `${e.message.slice(e.field.length + 2)} (in ${file})`);
     }
