@@ -175,7 +175,18 @@ export function loadConfig(argv: readonly string[]): GatewayConfig & { help: boo
   const fromFile = file ? readConfigFile(file) : {};
   const merged: RawSettings = { ...fromFile, ...args.settings };
   delete merged.config;
-  return { ...buildConfig(merged, file), help: false, version: false };
+  try {
+    return { ...buildConfig(merged, file), help: false, version: false };
+  } catch (err) {
+    // A bad value that came from the file (not overridden by a flag) names the file too, so the
+    // operator knows where to fix it (a flag's error needs no file: it is on the command line).
+    const root = err instanceof ConfigError ? err.field.split(/[.[]/)[0] : '';
+    if (file !== null && Object.hasOwn(fromFile, root) && !Object.hasOwn(args.settings, root)) {
+      const e = err as ConfigError;
+      throw new ConfigError(e.field, `${e.message.slice(e.field.length + 2)} (in ${file})`);
+    }
+    throw err;
+  }
 }
 
 /** Validate merged raw settings into a frozen GatewayConfig. Exported for tests. */
@@ -204,22 +215,35 @@ export function buildConfig(raw: RawSettings, configFile: string | null): Gatewa
     throw new ConfigError('upstream', 'no backend configured: pass --upstream URL, or set upstream or routes in the config file');
   }
   const names = new Set<string>();
+  const places = new Map<string, string>();
   for (const r of routes) {
     if (names.has(r.name)) throw new ConfigError('routes', `route name "${r.name}" is used twice`);
     names.add(r.name);
+    // Two routes for the same host and path: only one could ever match, so the other's
+    // backends would silently get nothing. Refused rather than picking one by list order.
+    const place = `${r.host ?? '*'}${r.path}`;
+    const other = places.get(place);
+    if (other !== undefined) throw new ConfigError('routes', `routes "${other}" and "${r.name}" both have host ${r.host ?? '(any)'} and path ${r.path}`);
+    places.set(place, r.name);
   }
   routes.sort(routeOrder);
 
   const listen = get('listen') as HostPort | null;
   if (listen === null) throw new ConfigError('listen', 'cannot be "off": the proxy needs an address');
   if (demoOrigin && demoOrigin.port === 0) throw new ConfigError('demo-origin', 'needs a fixed port (the default route points at it)');
+  const admin = get('admin') as HostPort | null;
+  // uWS binds listen with SO_REUSEPORT, so the admin API or demo origin on the same address
+  // would bind too and take a share of the proxy's clients instead of failing.
+  if (admin && sameAddress(admin, listen)) throw new ConfigError('admin', `${formatHostPort(admin)} is the listen address; use another port`);
+  if (demoOrigin && sameAddress(demoOrigin, listen)) throw new ConfigError('demo-origin', `${formatHostPort(demoOrigin)} is the listen address; use another port`);
+  if (admin && demoOrigin && sameAddress(admin, demoOrigin)) throw new ConfigError('demo-origin', `${formatHostPort(demoOrigin)} is the admin address; use another port`);
   const trusted = (get('trusted-proxy') as string[] | undefined) ?? [];
   for (const ip of trusted) if (!isIP(ip)) throw new ConfigError('trusted-proxy', `"${ip}" is not an IP address`);
 
   return deepFreeze({
     configFile,
     listen,
-    admin: get('admin') as HostPort | null,
+    admin,
     workers: get('workers') as number,
     drainTimeoutMs: get('drain-timeout') as number,
     maxHeaderSize: get('max-header-size') as number,
@@ -240,6 +264,10 @@ function buildCacheConfig(get: (name: string) => unknown): CacheConfig | null {
   for (const w of warm) {
     if (!w.startsWith('/') && !/^http:\/\/[^/]+\//.test(w)) throw new ConfigError('cache-warm', `${JSON.stringify(w)} must be a path starting with "/" or http://host/path`);
   }
+  // Read (and so validated) even when the cache is off: a typo in them must not pass silently.
+  const defaultTtlMs = get('cache-default-ttl') as number;
+  const setCookie = get('cache-set-cookie') as boolean;
+  const l2TimeoutMs = get('cache-l2-timeout') as number;
   const redis = (get('redis') as string | undefined) ?? null;
   if (redis !== null && !/^rediss?:\/\/[^/\s]+(\/\d*)?$/.test(redis)) throw new ConfigError('redis', `${JSON.stringify(redis)} is not a redis://HOST:PORT URL`);
   if (size === 0) {
@@ -249,8 +277,7 @@ function buildCacheConfig(get: (name: string) => unknown): CacheConfig | null {
   }
   if (maxEntry > size) throw new ConfigError('cache-max-entry', `${maxEntry} is larger than cache-size ${size}`);
   return {
-    size, maxEntry, defaultTtlMs: get('cache-default-ttl') as number, setCookie: get('cache-set-cookie') as boolean, warm,
-    redis, l2TimeoutMs: get('cache-l2-timeout') as number,
+    size, maxEntry, defaultTtlMs, setCookie, warm, redis, l2TimeoutMs,
   };
 }
 
@@ -363,7 +390,11 @@ function setting(raw: RawSettings, name: string, field: string): unknown {
     }
     case 'duration': {
       const ms = parseDuration(value);
-      return ms === undefined ? bad('a duration such as 500ms, 5s or 1m') : inRange(ms, spec, field);
+      if (ms === undefined) return bad('a duration such as 500ms, 5s or 1m');
+      // Node's timers take at most 2^31-1 ms (~24.8 days) and fire after 1 ms beyond that, so
+      // "1000h" would mean health checks every millisecond or a drain that ends at once.
+      if (ms > MAX_DURATION_MS) throw new ConfigError(field, `${JSON.stringify(value)} is above the maximum ${MAX_DURATION_MS} ms (about 24 days)`);
+      return inRange(ms, spec, field);
     }
     case 'size': {
       const bytes = parseSize(value);
@@ -378,6 +409,16 @@ function setting(raw: RawSettings, name: string, field: string): unknown {
       return list.map((v, i) => parseBackend(v, list.length > 1 ? `${field}[${i}]` : field));
     }
   }
+}
+
+/** setTimeout's longest delay. */
+const MAX_DURATION_MS = 2 ** 31 - 1;
+
+/** Two listening addresses that would be the same socket: same port and same or wildcard host. */
+function sameAddress(a: HostPort, b: HostPort): boolean {
+  if (a.port === 0 || a.port !== b.port) return false;
+  const wild = (h: string) => h === '0.0.0.0' || h === '::';
+  return a.host === b.host || wild(a.host) || wild(b.host);
 }
 
 function inRange(n: number, spec: OptionSpec, field: string): number {
@@ -398,7 +439,12 @@ export function parseHostPort(value: unknown, field: string): HostPort {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(value.trim());
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) throw new ConfigError(field, `${JSON.stringify(value)} is not HOST:PORT (e.g. 0.0.0.0:8080, [::]:8080)`);
-  return { host: m[1] ?? m[2], port };
+  const host = m[1] ?? m[2];
+  // A host that is neither an IP nor a DNS name would only fail later, at bind, as a runtime error.
+  if (!isIP(host) && !/^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(host)) {
+    throw new ConfigError(field, `${JSON.stringify(value)}: "${host}" is not an IP address or host name`);
+  }
+  return { host, port };
 }
 
 export function formatHostPort(hp: HostPort): string {
@@ -417,6 +463,8 @@ function parseBackend(value: unknown, field: string): Backend {
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError(field, `"${urlText}" must use http:// or https://`);
   if (url.username || url.password) throw new ConfigError(field, `"${urlText}" must not carry credentials`);
+  // Port 0 cannot be connected to: every request would fail with 502.
+  if (url.port === '0') throw new ConfigError(field, `"${urlText}" has port 0 (expected http://host:port with a port from 1 to 65535)`);
   if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) {
     throw new ConfigError(field, `"${urlText}" must be an origin without path, query or fragment (routes choose paths)`);
   }

@@ -125,6 +125,63 @@ describe('usage and config errors exit 2 with one line naming the field', () => 
   });
 });
 
+describe('bad operator input found by hardening: exit 2, the field named', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'ugate-cli-bad-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const base = ['--listen', '127.0.0.1:0', '--admin', 'off', '--workers', '1'];
+
+  it('a duration past setTimeout\'s range (1000h) is refused, not run as 1 ms', async () => {
+    const { code, stdout, stderr } = await runCli([...base, '--upstream', 'http://127.0.0.1:1', '--health-path', '/h', '--health-interval', '1000h']);
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+    expect(expectOneLine(stderr)).toBe('ugate: health-interval: "1000h" is above the maximum 2147483647 ms (about 24 days)');
+  });
+
+  it('--admin on the listen address is refused instead of sharing the port with the proxy', async () => {
+    const { code, stdout, stderr } = await runCli(['--listen', '127.0.0.1:18931', '--admin', '127.0.0.1:18931', '--workers', '1', '--upstream', 'http://127.0.0.1:1']);
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+    expect(expectOneLine(stderr)).toBe('ugate: admin: 127.0.0.1:18931 is the listen address; use another port');
+  });
+
+  it('a listen host that is no IP or host name is a usage error (2), not a bind failure (1)', async () => {
+    const { code, stderr } = await runCli(['--listen', 'bad_host!:8080', '--admin', 'off', '--upstream', 'http://127.0.0.1:1']);
+    expect(code).toBe(2);
+    expect(expectOneLine(stderr)).toBe('ugate: listen: "bad_host!:8080": "bad_host!" is not an IP address or host name');
+  });
+
+  it('an upstream on port 0 is refused', async () => {
+    const { code, stderr } = await runCli([...base, '--upstream', 'http://127.0.0.1:0']);
+    expect(code).toBe(2);
+    expect(expectOneLine(stderr)).toMatch(/^ugate: upstream: "http:\/\/127\.0\.0\.1:0" has port 0/);
+  });
+
+  it('two routes with the same host and path are refused, naming both', async () => {
+    const file = path.join(dir, 'dup.yaml');
+    writeFileSync(file, ['routes:', '  - name: a', '    path: /api', '    upstream: http://127.0.0.1:1', '  - name: b', '    path: /api/', '    upstream: http://127.0.0.1:2', ''].join('\n'));
+    const { code, stderr } = await runCli([...base, '--config', file]);
+    expect(code).toBe(2);
+    expect(expectOneLine(stderr)).toBe(`ugate: routes: routes "a" and "b" both have host (any) and path /api (in ${file})`);
+  });
+
+  it('a bad value in the YAML file names the file; the same bad value as a flag does not', async () => {
+    const file = path.join(dir, 'bad-value.yaml');
+    writeFileSync(file, 'upstream: http://127.0.0.1:1\nworkers: [1, 2]\n');
+    const fromFile = await runCli(['--listen', '127.0.0.1:0', '--admin', 'off', '--config', file]);
+    expect(fromFile.code).toBe(2);
+    expect(expectOneLine(fromFile.stderr)).toBe(`ugate: workers: [1,2] is not a whole number (in ${file})`);
+    const fromFlag = await runCli(['--listen', '127.0.0.1:0', '--admin', 'off', '--config', file, '--workers', 'x']);
+    expect(fromFlag.code).toBe(2);
+    expect(expectOneLine(fromFlag.stderr)).toBe('ugate: workers: "x" is not a whole number');
+  });
+
+  it('a bad cache setting is refused even while the cache is off', async () => {
+    const { code, stderr } = await runCli([...base, '--upstream', 'http://127.0.0.1:1', '--cache-default-ttl', 'banana']);
+    expect(code).toBe(2);
+    expect(expectOneLine(stderr)).toMatch(/^ugate: cache-default-ttl: "banana" is not a duration/);
+  });
+});
+
 describe('startup failures exit 1', () => {
   let blocker: NetServer;
   let busyPort: number;

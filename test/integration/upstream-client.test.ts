@@ -62,6 +62,14 @@ const SCRIPTS: Record<string, Step[]> = {
   '/bad-chunk': ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n'],
   '/stall-mid-body': ['HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789', 5000],
   '/hint': ['HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1\r\nContent-Length: 2\r\n\r\nok'],
+  // Found by hardening: heads the parser forwarded although they are not valid HTTP.
+  '/status-700': ['HTTP/1.1 700 Weird\r\nContent-Length: 2\r\n\r\nok'],
+  '/vt-in-value': ['HTTP/1.1 200 OK\r\nX-A: one\x0btwo\r\nContent-Length: 2\r\n\r\nok'],
+  '/del-in-value': ['HTTP/1.1 200 OK\r\nX-A: one\x7ftwo\r\nContent-Length: 2\r\n\r\nok'],
+  '/esc-in-reason': ['HTTP/1.1 200 O\x1bK\r\nContent-Length: 2\r\n\r\nok'],
+  '/ctl-in-trailer': ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: a\x01b\r\n\r\n'],
+  '/latin1-reason': [Buffer.from('HTTP/1.1 200 Ol\xe9\r\nContent-Length: 2\r\n\r\nok', 'latin1')],
+  '/latin1-reason-cached': [Buffer.from('HTTP/1.1 200 Ol\xe9\r\nCache-Control: max-age=60\r\nContent-Length: 2\r\n\r\nok', 'latin1')],
   // Closes after every response without saying so (no Connection: close).
   '/fin': ['HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nfin', 'end'],
 };
@@ -151,6 +159,40 @@ describe('lean upstream client: response framing and reuse', () => {
     expect(await (await fetch(u.url + '/ok')).text()).toBe('ok');
   });
 
+  it('502 UPSTREAM_BAD_RESPONSE, at once and with the backend connection dropped, for a status over 599 and control characters in a header value or the reason phrase', async () => {
+    for (const path of ['/status-700', '/vt-in-value', '/del-in-value', '/esc-in-reason']) {
+      await fetch(u.url + '/ok');
+      const opened = await newConnections(async () => {
+        const start = Date.now();
+        const r = await rawRequest(u.port, [`GET ${path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`], 3000);
+        expect(Date.now() - start, path).toBeLessThan(2500);
+        expect(r.status, path).toBe(502);
+        expect(r.text, path).toContain('x-ugate-error: UGATE_ERR_UPSTREAM_BAD_RESPONSE');
+        expect(r.text, path).not.toContain('two');
+        expect(r.text, path).not.toContain('\x1b');
+        // The connection that carried the bad answer is gone: the next request opens one.
+        expect(await (await fetch(u.url + '/ok')).text()).toBe('ok');
+      });
+      expect(opened, path).toBe(1);
+    }
+  });
+
+  it('a control character in a trailer field: the response is not completed as if valid', async () => {
+    const r = await rawRequest(u.port, ['GET /ctl-in-trailer HTTP/1.1\r\nHost: t\r\n\r\n'], 3000);
+    // The head and body may have left already: then the client sees a cut, never a clean end.
+    if (r.status === 502) expect(r.text).toContain('UGATE_ERR_UPSTREAM_BAD_RESPONSE');
+    else {
+      expect(r.closed).toBe(true);
+      expect(r.text.endsWith('0\r\n\r\n')).toBe(false);
+    }
+  });
+
+  it('a reason phrase with a latin-1 byte reaches the client as that byte, not re-encoded as UTF-8', async () => {
+    const r = await rawRequest(u.port, ['GET /latin1-reason HTTP/1.1\r\nHost: t\r\n\r\n'], 3000);
+    expect(r.status).toBe(200);
+    expect(r.data.subarray(0, 18).toString('latin1')).toBe('HTTP/1.1 200 Ol\xe9\r\n');
+  });
+
   it('a backend stalling mid-body past --body-timeout: the client sees the response cut, never completed', async () => {
     const start = Date.now();
     const r = await rawRequest(u.port, ['GET /stall-mid-body HTTP/1.1\r\nHost: t\r\n\r\n'], 4000);
@@ -181,6 +223,29 @@ describe('lean upstream client: response framing and reuse', () => {
       for (let i = 0; i < 3; i++) expect(await (await fetch(u.url + '/hint')).text()).toBe('ok');
     });
     expect(opened).toBe(3);
+  });
+});
+
+describe('lean upstream client: a latin-1 reason phrase served from the cache', () => {
+  let origin: Awaited<ReturnType<typeof scriptedOrigin>>;
+  let u: Ugate;
+
+  beforeAll(async () => {
+    origin = await scriptedOrigin((path) => SCRIPTS[path] ?? ['HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n']);
+    u = await startUgate(['--upstream', origin.url, '--cache-size', '1mb'], { workers: 1 });
+  });
+  afterAll(async () => {
+    await u.stop();
+    await origin.close();
+  });
+
+  it('a cache hit sends the reason phrase as the bytes the backend sent, not re-encoded as UTF-8', async () => {
+    const req = ['GET /latin1-reason-cached HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'];
+    const miss = await rawRequest(u.port, req, 3000);
+    expect(miss.text).toContain('x-cache: MISS');
+    const hit = await rawRequest(u.port, req, 3000);
+    expect(hit.text).toContain('x-cache: HIT');
+    expect(hit.data.subarray(0, 18).toString('latin1')).toBe('HTTP/1.1 200 Ol\xe9\r\n');
   });
 });
 

@@ -292,7 +292,9 @@ export class ResponseParser {
     }
     const http10 = data[7] === 0x30;
     const status = digit(data[9]) * 100 + digit(data[10]) * 10 + digit(data[11]);
-    if (!(status >= 100 && status <= 999) || (data[12] !== 0x20 && data[12] !== CR)) {
+    // 600-999 are not HTTP status codes (RFC 9110 §15: a client should treat them as a 5xx):
+    // refused, rather than forwarded to clients that may choke on them.
+    if (!(status >= 100 && status <= 599) || (data[12] !== 0x20 && data[12] !== CR)) {
       throw new ParseError('HPE_INVALID_STATUS', 'invalid status code');
     }
     let cr = lineEnd(data, 12);
@@ -372,15 +374,18 @@ export class ResponseParser {
 }
 
 /** Index of the CR ending the head line that starts at `from`. Every line ends in CRLF; a
- * lone CR or LF, or a NUL, anywhere in it is refused. One pass in JS: head lines are short,
- * and native indexOf calls cost more than the loop. */
+ * lone CR or LF anywhere in it is refused, and so is any other control character but HTAB
+ * (NUL, VT, FF, ESC, DEL...): field values and reason phrases are VCHAR, SP, HTAB and obs-text
+ * only (RFC 9110 §5.5, RFC 9112 §4), undici refuses them too, and ugate would otherwise hand
+ * them on to its clients. One pass in JS: head lines are short, and native indexOf calls
+ * cost more than the loop. */
 function lineEnd(data: Buffer, from: number): number {
   for (let i = from; i < data.length; i++) {
     const c = data[i];
-    if (c > CR) continue;
+    if ((c >= 0x20 && c !== 0x7f) || c === 0x09) continue;
     if (c === CR && data[i + 1] === LF) return i;
-    if (c === 0) throw new ParseError('HPE_INVALID_HEADER_TOKEN', 'NUL in response head');
     if (c === CR || c === LF) break;
+    throw new ParseError('HPE_INVALID_HEADER_TOKEN', 'control character in response head');
   }
   throw new ParseError('HPE_LF_EXPECTED', 'response head line not ended by CRLF');
 }
@@ -404,10 +409,17 @@ function fieldColon(data: Buffer, from: number, end: number): number {
   return i;
 }
 
+/** A trailer field line [from, end): a token, a colon, and a value without control
+ * characters but HTAB (the same rule as head fields, though trailers are not forwarded). */
 function isField(data: Buffer, from: number, end: number): boolean {
   let i = from;
   while (i < end && TOKEN[data[i]] === 1) i++;
-  return i > from && i < end && data[i] === 0x3a && data.indexOf(CR, from) === end;
+  if (i === from || i === end || data[i] !== 0x3a) return false;
+  for (i++; i < end; i++) {
+    const c = data[i];
+    if (c < 0x20 ? c !== 0x09 : c === 0x7f) return false;
+  }
+  return true;
 }
 
 function parseLength(data: Buffer, from: number, to: number): number {

@@ -323,6 +323,13 @@ const cases: Case[] = [
     keepAliveHint: 5,
   },
   {
+    name: 'status 599, a tab inside a value and obs-text bytes in the value and the reason phrase',
+    raw: 'HTTP/1.1 599 Caf\xe9\r\nX-A: a\tb \xe9\r\nContent-Length: 2\r\n\r\nok',
+    heads: [{ status: 599, statusText: 'Caf\xe9', headers: [['X-A', 'a\tb \xe9'], ['Content-Length', '2']] }],
+    body: 'ok',
+    reusable: true,
+  },
+  {
     name: 'repeated identical Content-Length',
     raw: 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\nfive!',
     heads: [{ status: 200, statusText: 'OK', headers: [['Content-Length', '5'], ['content-length', '5']] }],
@@ -566,6 +573,15 @@ describe('ResponseParser: malformed responses throw ParseError', () => {
     // Both framings at once: refused (RFC 9112 §6.3), not read as chunked.
     ['Transfer-Encoding with a Content-Length', 'HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwins\r\n0\r\n\r\n', 'HPE_UNEXPECTED_CONTENT_LENGTH'],
     ['Content-Length after Transfer-Encoding', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n4\r\nwins\r\n0\r\n\r\n', 'HPE_UNEXPECTED_CONTENT_LENGTH'],
+    // Found by hardening: forwarded before, and undici refuses the control characters too.
+    ['status code over 599', 'HTTP/1.1 600 Odd\r\nContent-Length: 0\r\n\r\n', 'HPE_INVALID_STATUS'],
+    ['status code 999', 'HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n', 'HPE_INVALID_STATUS'],
+    ['vertical tab in a header value', 'HTTP/1.1 200 OK\r\nX-A: a\x0bb\r\nContent-Length: 0\r\n\r\n', 'HPE_INVALID_HEADER_TOKEN'],
+    ['form feed in a header value', 'HTTP/1.1 200 OK\r\nX-A: a\x0cb\r\nContent-Length: 0\r\n\r\n', 'HPE_INVALID_HEADER_TOKEN'],
+    ['DEL in a header value', 'HTTP/1.1 200 OK\r\nX-A: a\x7fb\r\nContent-Length: 0\r\n\r\n', 'HPE_INVALID_HEADER_TOKEN'],
+    ['ESC in the reason phrase', 'HTTP/1.1 200 O\x1bK\r\nContent-Length: 0\r\n\r\n', 'HPE_INVALID_HEADER_TOKEN'],
+    ['a control character in a trailer value', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: a\x01b\r\n\r\n', 'HPE_INVALID_HEADER_TOKEN'],
+    ['NUL in a trailer value', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: a\x00b\r\n\r\n', 'HPE_INVALID_HEADER_TOKEN'],
     ['101 Switching Protocols', 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n', 'HPE_INVALID_STATUS'],
   ];
   for (const [name, raw, code] of errors) {
