@@ -1,0 +1,143 @@
+// Cache cases found in a hardening pass: each one once let a stored response answer a
+// request it must not answer, or store something it must not.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startOrigin, type Origin } from '../helpers/origin';
+import { sleep, startUgate, type Ugate } from '../helpers/ugate';
+
+let origin: Origin;
+let u: Ugate;
+const hits = new Map<string, number>();
+
+beforeAll(async () => {
+  origin = await startOrigin((req, res) => {
+    const url = new URL(req.url!, 'http://x');
+    const path = url.pathname;
+    const n = (hits.get(path) ?? 0) + 1;
+    hits.set(path, n);
+    if (path.startsWith('/rc-cookie')) {
+      // 200 without a cookie; the 304 to the cache's revalidation sets one for that client.
+      if (req.headers['if-none-match'] === '"v1"') {
+        res.writeHead(304, { etag: '"v1"', 'cache-control': 'max-age=1', 'set-cookie': `session=user${n}` });
+        res.end();
+        return;
+      }
+      res.writeHead(200, { etag: '"v1"', 'cache-control': 'max-age=1', 'content-length': '6' });
+      res.end('shared');
+      return;
+    }
+    if (path.startsWith('/rc-private')) {
+      // The 304 to the cache's revalidation makes the response private, and comes late.
+      if (req.headers['if-none-match'] === '"p1"') {
+        setTimeout(() => {
+          res.writeHead(304, { etag: '"p1"', 'cache-control': 'private, max-age=60' });
+          res.end();
+        }, 400);
+        return;
+      }
+      const body = `private? ${n}`;
+      res.writeHead(200, { etag: '"p1"', 'cache-control': 'max-age=1', 'content-length': String(body.length) });
+      res.end(body);
+      return;
+    }
+    if (path.startsWith('/echo')) {
+      const body = `url ${req.url} n ${n}`;
+      res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': String(Buffer.byteLength(body)), vary: url.searchParams.get('vary') ?? '' });
+      res.end(req.method === 'HEAD' ? undefined : body);
+      return;
+    }
+    if (path.startsWith('/cut-cl')) {
+      res.socket!.write('HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: 100\r\n\r\n' + 'a'.repeat(50));
+      setTimeout(() => res.socket!.destroy(), 50);
+      return;
+    }
+    if (path.startsWith('/cut-chunked')) {
+      res.socket!.write('HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n');
+      setTimeout(() => res.socket!.destroy(), 50);
+      return;
+    }
+    res.writeHead(404);
+    res.end();
+  });
+  u = await startUgate(['--upstream', origin.url, '--cache-size', '1mb'], { workers: 1 });
+});
+
+afterAll(async () => {
+  await u?.stop();
+  await origin?.close();
+});
+
+async function get(path: string, headers: Record<string, string> = {}, method = 'GET') {
+  const r = await fetch(u.url + path, { method, headers, signal: AbortSignal.timeout(5000) });
+  return { status: r.status, headers: r.headers, body: await r.text().catch(() => 'CUT'), xcache: r.headers.get('x-cache') };
+}
+
+describe('cache hardening', () => {
+  it('a 304 revalidation that sets a cookie does not put it in the shared entry', async () => {
+    await get('/rc-cookie');
+    await sleep(1100);
+    const b = await get('/rc-cookie');
+    expect(b.xcache).toBe('REVALIDATED');
+    // The client whose revalidation got the cookie still gets it.
+    expect(b.headers.get('set-cookie')).toBe('session=user2');
+    const c = await get('/rc-cookie');
+    expect(c.body).toBe('shared');
+    expect(c.headers.get('set-cookie')).toBeNull();
+  });
+
+  it('a 304 that makes the entry private answers only the request that revalidated it, not its coalesced waiters', async () => {
+    await get('/rc-private');
+    await sleep(1100);
+    const leader = get('/rc-private');
+    await sleep(100);
+    const waiter = await get('/rc-private');
+    const l = await leader;
+    expect(l.xcache).toBe('REVALIDATED');
+    expect(waiter.xcache).not.toBe('REVALIDATED');
+    expect(waiter.body).toBe('private? 3');
+    expect(hits.get('/rc-private')).toBe(3);
+    // Not kept either: the next request goes to the origin.
+    expect((await get('/rc-private')).body).toBe('private? 4');
+  });
+
+  it('percent-encoded and plain targets are different keys', async () => {
+    const a = await get('/echo1/a%2Fb');
+    const b = await get('/echo1/a/b');
+    expect(b.body).not.toBe(a.body);
+    const c = await get('/echo2/x%3Fq=1');
+    const d = await get('/echo2/x?q=1');
+    expect(d.body).not.toBe(c.body);
+  });
+
+  it('Vary on a header the second request lacks', async () => {
+    const a = await get('/echo3?vary=x-a', { 'x-a': '1' });
+    const b = await get('/echo3?vary=x-a');
+    expect(b.xcache).toBe('MISS');
+    expect(b.body).not.toBe(a.body);
+    const c = await get('/echo3?vary=x-a', { 'x-a': '2' });
+    expect(c.xcache).toBe('MISS');
+  });
+
+  it('HEAD then GET', async () => {
+    const a = await get('/echo4', {}, 'HEAD');
+    expect(a.status).toBe(200);
+    const b = await get('/echo4');
+    expect(b.body).toContain('url /echo4');
+    const c = await get('/echo4', {}, 'HEAD');
+    expect(c.xcache).toBe('HIT');
+    expect(c.headers.get('content-length')).toBe(String(b.body.length));
+  });
+
+  it('a body cut short of its Content-Length is not stored', async () => {
+    await get('/cut-cl');
+    const b = await get('/cut-cl');
+    expect(b.xcache).not.toBe('HIT');
+    expect(hits.get('/cut-cl')).toBe(2);
+  });
+
+  it('a chunked body cut mid-way is not stored', async () => {
+    await get('/cut-chunked');
+    const b = await get('/cut-chunked');
+    expect(b.xcache).not.toBe('HIT');
+    expect(hits.get('/cut-chunked')).toBe(2);
+  });
+});
