@@ -39,6 +39,17 @@ beforeAll(async () => {
       res.end(body);
       return;
     }
+    if (path.startsWith('/nc-sie')) {
+      // Stored with no-cache (every use needs the origin's yes), then the origin fails.
+      if (n > 1) {
+        res.writeHead(500, { 'content-length': '4' });
+        res.end('down');
+        return;
+      }
+      res.writeHead(200, { etag: '"n1"', 'cache-control': 'no-cache, max-age=60, stale-if-error=60', 'content-length': '9' });
+      res.end('validated');
+      return;
+    }
     if (path.startsWith('/echo')) {
       const body = `url ${req.url} n ${n}`;
       res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': String(Buffer.byteLength(body)), vary: url.searchParams.get('vary') ?? '' });
@@ -97,6 +108,14 @@ describe('cache hardening', () => {
     expect(hits.get('/rc-private')).toBe(3);
     // Not kept either: the next request goes to the origin.
     expect((await get('/rc-private')).body).toBe('private? 4');
+  });
+
+  it('a response no-cache entry is never served stale on an origin error, even with stale-if-error', async () => {
+    expect((await get('/nc-sie')).body).toBe('validated');
+    const b = await get('/nc-sie');
+    expect(hits.get('/nc-sie')).toBe(2);
+    expect(b.status).toBe(500);
+    expect(b.body).toBe('down');
   });
 
   it('percent-encoded and plain targets are different keys', async () => {

@@ -114,7 +114,9 @@ export class WorkerCache {
   }
 
   staleOnErrorAllowed(e: CacheEntry, now: number): boolean {
-    return !e.mustRevalidate && e.staleIfErrorMs > 0 && ageMs(e, now) < e.lifetimeMs + e.staleIfErrorMs;
+    // Response no-cache forbids serving it stale, like must-revalidate (RFC 9111 §4.2.4): every
+    // use needs the origin's answer, so an origin error reaches the client.
+    return !e.mustRevalidate && !e.noCache && e.staleIfErrorMs > 0 && ageMs(e, now) < e.lifetimeMs + e.staleIfErrorMs;
   }
 
   /** stale-while-revalidate: refresh `e` once, without a client waiting on it. */
