@@ -6,6 +6,8 @@ import { sleep, startUgate, type Ugate } from '../helpers/ugate';
 
 let origin: Origin;
 let u: Ugate;
+/** Trusts the loopback client's own X-Forwarded-*: the origin sees them per request. */
+let behindProxy: Ugate;
 const hits = new Map<string, number>();
 
 beforeAll(async () => {
@@ -50,6 +52,13 @@ beforeAll(async () => {
       res.end('validated');
       return;
     }
+    if (path.startsWith('/xff')) {
+      // Content chosen per client address (geo-IP style), announced with Vary.
+      const body = `for ${req.headers['x-forwarded-for']} / ${req.headers['x-forwarded-host']}`;
+      res.writeHead(200, { 'cache-control': 'max-age=60', vary: url.searchParams.get('vary')!, 'content-length': String(body.length) });
+      res.end(body);
+      return;
+    }
     if (path.startsWith('/echo')) {
       const body = `url ${req.url} n ${n}`;
       res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': String(Buffer.byteLength(body)), vary: url.searchParams.get('vary') ?? '' });
@@ -70,15 +79,17 @@ beforeAll(async () => {
     res.end();
   });
   u = await startUgate(['--upstream', origin.url, '--cache-size', '1mb'], { workers: 1 });
+  behindProxy = await startUgate(['--upstream', origin.url, '--cache-size', '1mb', '--trusted-proxy', '127.0.0.1'], { workers: 1 });
 });
 
 afterAll(async () => {
   await u?.stop();
+  await behindProxy?.stop();
   await origin?.close();
 });
 
-async function get(path: string, headers: Record<string, string> = {}, method = 'GET') {
-  const r = await fetch(u.url + path, { method, headers, signal: AbortSignal.timeout(5000) });
+async function get(path: string, headers: Record<string, string> = {}, method = 'GET', via: Ugate = u) {
+  const r = await fetch(via.url + path, { method, headers, signal: AbortSignal.timeout(5000) });
   return { status: r.status, headers: r.headers, body: await r.text().catch(() => 'CUT'), xcache: r.headers.get('x-cache') };
 }
 
@@ -116,6 +127,19 @@ describe('cache hardening', () => {
     expect(hits.get('/nc-sie')).toBe(2);
     expect(b.status).toBe(500);
     expect(b.body).toBe('down');
+  });
+
+  it('Vary on X-Forwarded-For / X-Forwarded-Host (written by ugate, not in the client\'s fields) never shares one client\'s variant', async () => {
+    const a = await get('/xff1?vary=X-Forwarded-For', { 'x-forwarded-for': '192.0.2.1' }, 'GET', behindProxy);
+    const b = await get('/xff1?vary=X-Forwarded-For', { 'x-forwarded-for': '192.0.2.2' }, 'GET', behindProxy);
+    expect(a.body).toContain('for 192.0.2.1, 127.0.0.1');
+    expect(b.body).toContain('for 192.0.2.2, 127.0.0.1');
+    const c = await get('/xff2?vary=X-Forwarded-Host', { 'x-forwarded-host': 'one.example' }, 'GET', behindProxy);
+    const d = await get('/xff2?vary=X-Forwarded-Host', { 'x-forwarded-host': 'two.example' }, 'GET', behindProxy);
+    expect(c.body).toContain('/ one.example');
+    expect(d.body).toContain('/ two.example');
+    expect(hits.get('/xff1')).toBe(2);
+    expect(hits.get('/xff2')).toBe(2);
   });
 
   it('percent-encoded and plain targets are different keys', async () => {

@@ -134,6 +134,7 @@ export function storability(facts: ResponseFacts, request: Directives, hasAuthor
   if (facts.setCookie && !opts.setCookie) return 'set-cookie';
   const vary = parseVary(facts.vary);
   if (vary === null) return 'vary *';
+  for (let i = 0; i < vary.length; i++) if (WRITTEN_BY_UGATE.has(vary[i])) return 'vary on a field ugate writes';
   const dateMs = facts.date === null ? NaN : Date.parse(facts.date);
   let lifetime: number;
   if (d.sMaxAge >= 0) lifetime = d.sMaxAge * 1000;
@@ -163,6 +164,12 @@ export function storability(facts: ResponseFacts, request: Directives, hasAuthor
 export function emptyFreshness(): Freshness {
   return { lifetimeMs: 0, initialAgeMs: 0, staleWhileRevalidateMs: 0, staleIfErrorMs: 0, mustRevalidate: false, noCache: false, vary: [] };
 }
+
+/** Request fields ugate sets itself toward the origin (from the client's address, or the client's
+ * own values only from a --trusted-proxy). They are kept out of the request fields the cache keys
+ * on, so a Vary on them cannot be honoured: every client would share the first one's variant
+ * (e.g. Vary: X-Forwarded-For, content chosen per client address). Such responses are not stored. */
+const WRITTEN_BY_UGATE = new Set(['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'via']);
 
 /** Vary names, lower-case and sorted; null for "Vary: *". */
 export function parseVary(value: string | null): string[] | null {
