@@ -2,6 +2,7 @@
 // request it must not answer, or store something it must not.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrigin, type Origin } from '../helpers/origin';
+import { rawRequest } from '../helpers/raw';
 import { sleep, startUgate, type Ugate } from '../helpers/ugate';
 
 let origin: Origin;
@@ -60,7 +61,8 @@ beforeAll(async () => {
       return;
     }
     if (path.startsWith('/echo')) {
-      const body = `url ${req.url} n ${n}`;
+      const varied = url.searchParams.get('vary');
+      const body = `url ${req.url} n ${n}` + (varied === null ? '' : ` v ${req.headers[varied.toLowerCase()]}`);
       res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': String(Buffer.byteLength(body)), vary: url.searchParams.get('vary') ?? '' });
       res.end(req.method === 'HEAD' ? undefined : body);
       return;
@@ -140,6 +142,18 @@ describe('cache hardening', () => {
     expect(d.body).toContain('/ two.example');
     expect(hits.get('/xff1')).toBe(2);
     expect(hits.get('/xff2')).toBe(2);
+  });
+
+  it('a varied field the client names in Connection (dropped before the origin) does not key the entry', async () => {
+    // The origin never sees this Accept-Language (hop-by-hop), so its answer is the default
+    // variant; stored under "fr" it would be served to real French requests.
+    const host = new URL(u.url).host;
+    const a = await rawRequest(u.port, [`GET /echo5?vary=accept-language HTTP/1.1\r\nhost: ${host}\r\nconnection: accept-language, close\r\naccept-language: fr\r\n\r\n`], 1500);
+    expect(a.status).toBe(200);
+    expect(a.text).toContain('v undefined');
+    const b = await get('/echo5?vary=accept-language', { 'accept-language': 'fr' });
+    expect(b.body).toContain('v fr');
+    expect(hits.get('/echo5')).toBe(2);
   });
 
   it('percent-encoded and plain targets are different keys', async () => {

@@ -104,7 +104,7 @@ function onClientData(x: Exchange, chunk: ArrayBuffer, isLast: boolean): void {
 // send the backend a request without one (it used to: the backend then answered for its
 // default virtual host, or 400). Content-Length and the X-Forwarded-* and Via ugate writes
 // are added after this, so naming them removes nothing that ugate itself sends.
-function dropConnectionNamed(x: Exchange): void {
+export function dropConnectionNamed(x: Exchange): void {
   const drop = connectionNamed(x.connection!, null);
   if (drop === null) return;
   const kept: string[] = [];
