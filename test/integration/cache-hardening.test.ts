@@ -60,6 +60,18 @@ beforeAll(async () => {
       res.end(body);
       return;
     }
+    if (path.startsWith('/swr-proto')) {
+      // Behind a TLS terminator: plain http is redirected to https (a cacheable 301).
+      if (req.headers['x-forwarded-proto'] !== 'https') {
+        res.writeHead(301, { location: `https://example.test${req.url}`, 'cache-control': 'max-age=60', 'content-length': '0' });
+        res.end();
+        return;
+      }
+      const body = `secure ${n}`;
+      res.writeHead(200, { 'cache-control': 'max-age=1, stale-while-revalidate=60', 'content-length': String(body.length) });
+      res.end(body);
+      return;
+    }
     if (path.startsWith('/echo')) {
       const varied = url.searchParams.get('vary');
       const body = `url ${req.url} n ${n}` + (varied === null ? '' : ` v ${req.headers[varied.toLowerCase()]}`);
@@ -154,6 +166,23 @@ describe('cache hardening', () => {
     const b = await get('/echo5?vary=accept-language', { 'accept-language': 'fr' });
     expect(b.body).toContain('v fr');
     expect(hits.get('/echo5')).toBe(2);
+  });
+
+  it('a stale-while-revalidate refresh asks the origin with the X-Forwarded-* fields the client\'s request would carry', async () => {
+    const https = { 'x-forwarded-proto': 'https' };
+    const a = await get('/swr-proto', https, 'GET', behindProxy);
+    expect(a.body).toBe('secure 1');
+    await sleep(1100);
+    const b = await get('/swr-proto', https, 'GET', behindProxy);
+    expect(b.xcache).toBe('STALE');
+    // Wait for the background refresh to reach the origin and come back.
+    const deadline = Date.now() + 5000;
+    while (hits.get('/swr-proto') !== 2 && Date.now() < deadline) await sleep(20);
+    await sleep(200);
+    const c = await fetch(behindProxy.url + '/swr-proto', { headers: https, redirect: 'manual', signal: AbortSignal.timeout(5000) });
+    expect(c.status).toBe(200);
+    expect(await c.text()).toBe('secure 2');
+    expect(c.headers.get('x-cache')).toBe('HIT');
   });
 
   it('percent-encoded and plain targets are different keys', async () => {
