@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrigin, type Origin } from '../helpers/origin';
 import { rawRequest } from '../helpers/raw';
-import { sleep, startUgate, type Ugate } from '../helpers/ugate';
+import { eventually, sleep, startUgate, type Ugate } from '../helpers/ugate';
 
 let origin: Origin;
 let u: Ugate;
@@ -70,6 +70,17 @@ beforeAll(async () => {
       const body = `secure ${n}`;
       res.writeHead(200, { 'cache-control': 'max-age=1, stale-while-revalidate=60', 'content-length': String(body.length) });
       res.end(body);
+      return;
+    }
+    if (path.startsWith('/grow')) {
+      // The 304 brings an 8 KB field the stored entry did not have.
+      if (req.headers['if-none-match'] === '"g1"') {
+        res.writeHead(304, { etag: '"g1"', 'cache-control': 'max-age=60', 'x-big': 'b'.repeat(8192) });
+        res.end();
+        return;
+      }
+      res.writeHead(200, { etag: '"g1"', 'cache-control': 'max-age=1', 'content-length': '4' });
+      res.end('grow');
       return;
     }
     if (path.startsWith('/echo')) {
@@ -183,6 +194,23 @@ describe('cache hardening', () => {
     expect(c.status).toBe(200);
     expect(await c.text()).toBe('secure 2');
     expect(c.headers.get('x-cache')).toBe('HIT');
+  });
+
+  it('fields a 304 adds to an entry count against --cache-size', async () => {
+    const one = await startUgate(['--upstream', origin.url, '--cache-size', '1mb'], { workers: 1 });
+    try {
+      const bytes = async () => Number(/ugate_cache_bytes (\d+)/.exec(await one.metrics())?.[1] ?? -1);
+      const get1 = (path: string) => fetch(one.url + path, { signal: AbortSignal.timeout(5000) }).then(async (r) => ({ body: await r.text(), xcache: r.headers.get('x-cache') }));
+      expect((await get1('/grow')).body).toBe('grow');
+      const before = await eventually(async () => ((await bytes()) > 0 ? bytes() : false));
+      expect(before).toBeLessThan(4096);
+      await sleep(1100);
+      expect((await get1('/grow')).xcache).toBe('REVALIDATED');
+      expect((await get1('/grow')).xcache).toBe('HIT');
+      await eventually(async () => (await bytes()) >= before + 8192);
+    } finally {
+      await one.stop();
+    }
   });
 
   it('percent-encoded and plain targets are different keys', async () => {

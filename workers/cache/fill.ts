@@ -357,7 +357,11 @@ export class CacheFill {
     e.noCache = fresh.noCache;
     e.etag = merged.etag;
     e.lastModified = merged.lastModified;
-    // Back in (it may have been evicted meanwhile), as the most recently used.
+    // Back in (it may have been evicted meanwhile), as the most recently used. Out first, then its
+    // size recounted: the 304's fields may have grown it, and an entry kept at its old size let
+    // the store hold more than --cache-size (delete must subtract the size it was added with).
+    this.cache.store.delete(e.key);
+    (e as { size: number }).size = entrySize(e.key, e.names, e.values, e.body);
     this.cache.store.set(e);
     if (this.cache.l2 !== null) this.cache.l2.set(e);
     return { shared: true, forLeader };
