@@ -27,7 +27,12 @@ export function cacheLookup(x: Exchange): number {
   const method = x.method;
   if (method !== 'GET' && method !== 'HEAD') {
     // An unsafe method may change the resource: drop the stored copy (RFC 9111 §4.4).
-    if (method === 'POST' || method === 'PUT' || method === 'DELETE' || method === 'PATCH') cache.store.deleteResource(primaryKey(x.host, x.target));
+    if (method === 'POST' || method === 'PUT' || method === 'DELETE' || method === 'PATCH') {
+      const primary = primaryKey(x.host, x.target);
+      cache.store.deleteResource(primary);
+      // And from L2: else the next lookup here misses L1, finds the old copy in Redis and serves it.
+      if (cache.l2 !== null) cache.l2.deleteResource(primary);
+    }
     return 0;
   }
   if (x.contentLength > 0 || x.transferEncoding !== null) return 0;
