@@ -83,6 +83,13 @@ beforeAll(async () => {
       res.end('grow');
       return;
     }
+    if (path.startsWith('/expires-num')) {
+      // Seconds where an HTTP-date belongs (a common mistake): invalid, so already expired.
+      const body = `expires ${n}`;
+      res.writeHead(200, { expires: url.searchParams.get('v')!, 'content-length': String(body.length) });
+      res.end(body);
+      return;
+    }
     if (path.startsWith('/echo')) {
       const varied = url.searchParams.get('vary');
       const body = `url ${req.url} n ${n}` + (varied === null ? '' : ` v ${req.headers[varied.toLowerCase()]}`);
@@ -211,6 +218,20 @@ describe('cache hardening', () => {
     } finally {
       await one.stop();
     }
+  });
+
+  it('an Expires that is not an HTTP-date ("3600", "2030") means already expired, not a far-future year', async () => {
+    for (const v of ['3600', '2030']) {
+      const path = `/expires-num-${v}?v=${v}`;
+      await get(path);
+      const b = await get(path);
+      expect(b.xcache).toBe('MISS');
+      expect(b.body).toBe('expires 2');
+    }
+    // A real HTTP-date still gives freshness.
+    const when = encodeURIComponent(new Date(Date.now() + 60_000).toUTCString());
+    await get(`/expires-num-date?v=${when}`);
+    expect((await get(`/expires-num-date?v=${when}`)).xcache).toBe('HIT');
   });
 
   it('percent-encoded and plain targets are different keys', async () => {
