@@ -37,6 +37,24 @@ async function get(u: Ugate, target: string) {
 }
 
 describe.skipIf(!HAS_REDIS)('L2 cache in Redis', () => {
+  it('a POST drops the target from Redis too: the same process does not serve the old copy from L2', async () => {
+    const q = '/r/unsafe?cc=max-age%3D60';
+    expect((await get(a, q)).xcache).toBe('MISS');
+    const probe = new Redis(redis.url);
+    try {
+      await eventually(async () => (await probe.keys('ugate:c:*\n/r/unsafe*')).length === 1);
+    } finally {
+      probe.disconnect();
+    }
+    const post = await request(a.url + q, { method: 'POST', headers: { host: HOST }, body: 'x' });
+    await post.body.text();
+    expect(post.statusCode).toBe(200);
+    const after = await get(a, q);
+    expect(after.xcache).toBe('MISS');
+    expect(after.body).toBe('body 3');
+    expect(origin.hits('/r/unsafe')).toBe(3);
+  });
+
   it('an entry stored by one process is a hit in the other, without reaching the origin', async () => {
     const q = '/r/shared?cc=max-age%3D60';
     const first = await get(a, q);

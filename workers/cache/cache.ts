@@ -6,7 +6,7 @@ import type { CacheTelemetry } from '../../src/shared/telemetry-frame';
 import { Exchange } from '../exchange';
 import { balance, pickBackend } from '../stages/balance';
 import { route } from '../stages/route';
-import { holdBackend } from '../stages/upstream';
+import { holdBackend, pushForwarded } from '../stages/upstream';
 import type { WorkerState } from '../worker-state';
 import { E } from '../../src/shared/errors';
 import { continueFrom, CACHE_RESUME } from '../pipeline';
@@ -114,7 +114,9 @@ export class WorkerCache {
   }
 
   staleOnErrorAllowed(e: CacheEntry, now: number): boolean {
-    return !e.mustRevalidate && e.staleIfErrorMs > 0 && ageMs(e, now) < e.lifetimeMs + e.staleIfErrorMs;
+    // Response no-cache forbids serving it stale, like must-revalidate (RFC 9111 §4.2.4): every
+    // use needs the origin's answer, so an origin error reaches the client.
+    return !e.mustRevalidate && !e.noCache && e.staleIfErrorMs > 0 && ageMs(e, now) < e.lifetimeMs + e.staleIfErrorMs;
   }
 
   /** stale-while-revalidate: refresh `e` once, without a client waiting on it. */
@@ -125,7 +127,10 @@ export class WorkerCache {
     if (backend === null) return;
     const headers = withoutConditionals(x.headers);
     pushValidators(headers, e);
-    headers.push('via', VIA);
+    // The X-Forwarded-* fields the client's own request would carry: without them an origin behind
+    // a TLS terminator (X-Forwarded-Proto: https) answered the refresh as plain http, e.g. with a
+    // cacheable 301 to https that then replaced the entry for every client (a redirect loop).
+    pushForwarded(x, headers);
     const fill = new CacheFill(this, e.key, e.primary, e.target, null, e, true, emptyDirectives(), false);
     this.inflight.set(e.key, fill);
     // Its own exchange: the client's is answered from the stale entry right after this.

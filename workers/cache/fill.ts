@@ -65,9 +65,8 @@ export class CacheFill {
     const stale = this.stale;
     const now = Date.now();
     if (status === 304 && stale !== null && this.revalidating) {
-      this.refresh(stale, now);
       this.cache.stats.revalidated++;
-      this.settleWithEntry(stale, 'REVALIDATED', true);
+      this.settleRevalidated(stale, now);
       return true;
     }
     if (status >= 500 && stale !== null && this.cache.staleOnErrorAllowed(stale, now)) {
@@ -133,8 +132,7 @@ export class CacheFill {
     // undici 7 rejects a 304 that carries a Content-Length (it expects that many body bytes
     // on a bodiless status); the head was already a valid 304, so it is one.
     if (this.status === 304 && err.code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' && stale !== null && this.revalidating) {
-      this.refresh(stale, Date.now());
-      this.settleWithEntry(stale, 'REVALIDATED', true);
+      this.settleRevalidated(stale, Date.now());
       return true;
     }
     const leader = this.leader;
@@ -177,10 +175,26 @@ export class CacheFill {
     if (this.leader !== null) this.leader.cacheFill = null;
   }
 
-  private settleWithEntry(entry: CacheEntry, label: string, serveLeader: boolean): void {
+  /** A 304 answered the revalidation: refresh the entry, serve the leader (with any cookie the
+   * 304 set for it), and the waiters only if the refreshed response may still be shared. */
+  private settleRevalidated(stale: CacheEntry, now: number): void {
+    const r = this.refresh(stale, now);
+    if (r.shared) {
+      this.settleWithEntry(stale, 'REVALIDATED', true, r.forLeader);
+      return;
+    }
+    // The 304 made the response private/no-store (or otherwise unstorable): it answers the
+    // request that revalidated it, never the other clients coalesced on it. They go upstream.
+    this.finishSettle();
+    if (this.leader !== null) serveEntry(this.leader, r.forLeader, 'REVALIDATED', now, this.leaderHeaders ?? this.leader.headers);
+    for (const w of this.waiters) if (!w.clientGone && w.phase !== Phase.Done) continueFrom(w, CACHE_RESUME);
+    this.waiters.length = 0;
+  }
+
+  private settleWithEntry(entry: CacheEntry, label: string, serveLeader: boolean, leaderEntry: CacheEntry = entry): void {
     this.finishSettle();
     const now = Date.now();
-    if (serveLeader && this.leader !== null) serveEntry(this.leader, entry, label, now, this.leaderHeaders ?? this.leader.headers);
+    if (serveLeader && this.leader !== null) serveEntry(this.leader, leaderEntry, label, now, this.leaderHeaders ?? this.leader.headers);
     for (const w of this.waiters) {
       if (w.clientGone || w.phase === Phase.Done) continue;
       // A Vary first learnt from this response may put a waiter on another variant.
@@ -289,11 +303,22 @@ export class CacheFill {
     };
   }
 
-  /** A 304 refreshes the stored entry: its fields replace the stored ones, freshness restarts. */
-  private refresh(e: CacheEntry, now: number): void {
+  /** A 304 refreshes the stored entry: its fields replace the stored ones, freshness restarts.
+   * `shared`: the refreshed response may still answer other requests (false: it was dropped).
+   * `forLeader`: what the revalidating request gets (the entry plus the 304's Set-Cookie). */
+  private refresh(e: CacheEntry, now: number): { shared: boolean; forLeader: CacheEntry } {
     const names = this.names;
+    // Set-Cookie in a 304 is the revalidating client's own cookie: merged into the shared entry it
+    // would be handed to every later client (a session leak). Like a 200 with Set-Cookie, it is
+    // kept out of the store unless --cache-set-cookie; only the revalidating request gets it.
+    const keepCookies = this.cache.options.setCookie;
+    let cookies: Buffer[] | null = null;
     for (let i = 0; i < names.length; i++) {
       const n = names[i];
+      if (n === 'set-cookie' && !keepCookies) {
+        (cookies ??= []).push(this.values[i]);
+        continue;
+      }
       for (let j = e.names.length - 1; j >= 0; j--) {
         if (e.names[j] === n) {
           e.names.splice(j, 1);
@@ -302,8 +327,13 @@ export class CacheFill {
       }
     }
     for (let i = 0; i < names.length; i++) {
+      if (names[i] === 'set-cookie' && !keepCookies) continue;
       e.names.push(names[i]);
       e.values.push(this.values[i]);
+    }
+    let forLeader = e;
+    if (cookies !== null) {
+      forLeader = { ...e, names: e.names.concat(cookies.map(() => 'set-cookie')), values: e.values.concat(cookies) };
     }
     const merged = emptyFacts(e.status);
     merged.cacheControl = headerText(e, 'cache-control');
@@ -316,7 +346,7 @@ export class CacheFill {
     const fresh = emptyFreshness();
     if (storability(merged, emptyDirectives(), false, { ...this.cache.options, setCookie: true }, fresh) !== null) {
       this.cache.store.delete(e.key);
-      return;
+      return { shared: false, forLeader };
     }
     e.responseTime = now;
     e.initialAgeMs = fresh.initialAgeMs;
@@ -327,9 +357,14 @@ export class CacheFill {
     e.noCache = fresh.noCache;
     e.etag = merged.etag;
     e.lastModified = merged.lastModified;
-    // Back in (it may have been evicted meanwhile), as the most recently used.
+    // Back in (it may have been evicted meanwhile), as the most recently used. Out first, then its
+    // size recounted: the 304's fields may have grown it, and an entry kept at its old size let
+    // the store hold more than --cache-size (delete must subtract the size it was added with).
+    this.cache.store.delete(e.key);
+    (e as { size: number }).size = entrySize(e.key, e.names, e.values, e.body);
     this.cache.store.set(e);
     if (this.cache.l2 !== null) this.cache.l2.set(e);
+    return { shared: true, forLeader };
   }
 }
 

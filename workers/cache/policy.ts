@@ -134,12 +134,13 @@ export function storability(facts: ResponseFacts, request: Directives, hasAuthor
   if (facts.setCookie && !opts.setCookie) return 'set-cookie';
   const vary = parseVary(facts.vary);
   if (vary === null) return 'vary *';
-  const dateMs = facts.date === null ? NaN : Date.parse(facts.date);
+  for (let i = 0; i < vary.length; i++) if (WRITTEN_BY_UGATE.has(vary[i])) return 'vary on a field ugate writes';
+  const dateMs = facts.date === null ? NaN : parseHttpDate(facts.date);
   let lifetime: number;
   if (d.sMaxAge >= 0) lifetime = d.sMaxAge * 1000;
   else if (d.maxAge >= 0) lifetime = d.maxAge * 1000;
   else if (facts.expires !== null) {
-    const exp = Date.parse(facts.expires);
+    const exp = parseHttpDate(facts.expires);
     // An invalid Expires (e.g. "0") means already expired (RFC 9111 §5.3).
     lifetime = Number.isNaN(exp) ? 0 : Math.max(0, exp - (Number.isNaN(dateMs) ? Date.now() : dateMs));
   } else if (opts.defaultTtlMs > 0) lifetime = opts.defaultTtlMs;
@@ -163,6 +164,12 @@ export function storability(facts: ResponseFacts, request: Directives, hasAuthor
 export function emptyFreshness(): Freshness {
   return { lifetimeMs: 0, initialAgeMs: 0, staleWhileRevalidateMs: 0, staleIfErrorMs: 0, mustRevalidate: false, noCache: false, vary: [] };
 }
+
+/** Request fields ugate sets itself toward the origin (from the client's address, or the client's
+ * own values only from a --trusted-proxy). They are kept out of the request fields the cache keys
+ * on, so a Vary on them cannot be honoured: every client would share the first one's variant
+ * (e.g. Vary: X-Forwarded-For, content chosen per client address). Such responses are not stored. */
+const WRITTEN_BY_UGATE = new Set(['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'via']);
 
 /** Vary names, lower-case and sorted; null for "Vary: *". */
 export function parseVary(value: string | null): string[] | null {
@@ -193,7 +200,19 @@ function weakOpaque(tag: string): string {
 /** If-Modified-Since against Last-Modified: true when not modified since. */
 export function notModifiedSince(ifModifiedSince: string, lastModified: string | null): boolean {
   if (lastModified === null) return false;
-  const since = Date.parse(ifModifiedSince);
-  const lm = Date.parse(lastModified);
+  // Not an HTTP-date: the field is ignored (RFC 9110 §13.1.3).
+  const since = parseHttpDate(ifModifiedSince);
+  const lm = parseHttpDate(lastModified);
   return !Number.isNaN(since) && !Number.isNaN(lm) && lm <= since;
+}
+
+/** The three HTTP-date forms (RFC 9110 §5.6.7): IMF-fixdate, obsolete RFC 850, asctime. */
+const HTTP_DATE = /^(?:[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT|[A-Za-z]{6,9}, \d{2}-[A-Za-z]{3}-\d{2} \d{2}:\d{2}:\d{2} GMT|[A-Za-z]{3} [A-Za-z]{3} [ \d]\d \d{2}:\d{2}:\d{2} \d{4})$/;
+
+/** ms since the epoch, or NaN when `value` is not an HTTP-date. Date.parse alone is far too
+ * lenient: it read "Expires: 3600" (seconds, a common mistake) as the year 3600, fresh for
+ * centuries, where an invalid date must mean "already expired" (RFC 9111 §5.3). */
+export function parseHttpDate(value: string): number {
+  const v = value.trim();
+  return HTTP_DATE.test(v) ? Date.parse(v.endsWith('GMT') ? v : v + ' GMT') : NaN;
 }

@@ -13,6 +13,7 @@ import { emptyDirectives, parseCacheControl, type Directives } from '../cache/po
 import { ageMs, serveEntry } from '../cache/serve';
 import type { Exchange } from '../exchange';
 import { TAKEN } from '../stage';
+import { dropConnectionNamed } from './upstream';
 
 /** The usual request: no Cache-Control. Shared, never written to. */
 const NO_DIRECTIVES: Directives = Object.freeze(emptyDirectives());
@@ -26,10 +27,19 @@ export function cacheLookup(x: Exchange): number {
   const method = x.method;
   if (method !== 'GET' && method !== 'HEAD') {
     // An unsafe method may change the resource: drop the stored copy (RFC 9111 §4.4).
-    if (method === 'POST' || method === 'PUT' || method === 'DELETE' || method === 'PATCH') cache.store.deleteResource(primaryKey(x.host, x.target));
+    if (method === 'POST' || method === 'PUT' || method === 'DELETE' || method === 'PATCH') {
+      const primary = primaryKey(x.host, x.target);
+      cache.store.deleteResource(primary);
+      // And from L2: else the next lookup here misses L1, finds the old copy in Redis and serves it.
+      if (cache.l2 !== null) cache.l2.deleteResource(primary);
+    }
     return 0;
   }
   if (x.contentLength > 0 || x.transferEncoding !== null) return 0;
+  // Fields the client names in Connection never reach the origin (upstream drops them): drop them
+  // now, or a Vary on one would file the origin's answer to a request without it under the
+  // client's value, and serve it to requests that really carry that value (cache poisoning).
+  if (x.connection !== null) dropConnectionNamed(x);
   scanRequest(x.headers);
   if (req.range) return 0;
   let d: Directives = NO_DIRECTIVES;

@@ -13,14 +13,7 @@ import { UpstreamHandler } from './stream-back';
 export function upstream(x: Exchange): void {
   if (x.connection !== null) dropConnectionNamed(x);
   const headers = x.headers;
-  // Reading the client's address is not free (workers/peer.ts): only when something needs it.
-  const proxies = x.worker.trustedProxies;
-  const trusted = proxies.size > 0 && proxies.has(x.peer);
-  if (x.worker.config.forwardedFor) headers.push('x-forwarded-for', trusted && x.forwardedFor !== null ? x.forwardedFor + ', ' + x.peer : x.peer);
-  else if (trusted && x.forwardedFor !== null) headers.push('x-forwarded-for', x.forwardedFor);
-  headers.push('x-forwarded-proto', trusted && x.forwardedProto !== null ? x.forwardedProto : 'http');
-  headers.push('x-forwarded-host', trusted && x.forwardedHost !== null ? x.forwardedHost : x.host);
-  headers.push('via', x.via === null ? VIA : x.via + ', ' + VIA);
+  pushForwarded(x, headers);
 
   if (x.contentLength >= 0) headers.push('content-length', String(x.contentLength));
   if (x.contentLength > 0 || x.transferEncoding !== null) {
@@ -104,7 +97,20 @@ function onClientData(x: Exchange, chunk: ArrayBuffer, isLast: boolean): void {
 // send the backend a request without one (it used to: the backend then answered for its
 // default virtual host, or 400). Content-Length and the X-Forwarded-* and Via ugate writes
 // are added after this, so naming them removes nothing that ugate itself sends.
-function dropConnectionNamed(x: Exchange): void {
+/** X-Forwarded-* and Via as the backend gets them for `x`'s request (also used by the cache's
+ * background refreshes, which must ask as the client's request would). */
+export function pushForwarded(x: Exchange, headers: string[]): void {
+  // Reading the client's address is not free (workers/peer.ts): only when something needs it.
+  const proxies = x.worker.trustedProxies;
+  const trusted = proxies.size > 0 && proxies.has(x.peer);
+  if (x.worker.config.forwardedFor) headers.push('x-forwarded-for', trusted && x.forwardedFor !== null ? x.forwardedFor + ', ' + x.peer : x.peer);
+  else if (trusted && x.forwardedFor !== null) headers.push('x-forwarded-for', x.forwardedFor);
+  headers.push('x-forwarded-proto', trusted && x.forwardedProto !== null ? x.forwardedProto : 'http');
+  headers.push('x-forwarded-host', trusted && x.forwardedHost !== null ? x.forwardedHost : x.host);
+  headers.push('via', x.via === null ? VIA : x.via + ', ' + VIA);
+}
+
+export function dropConnectionNamed(x: Exchange): void {
   const drop = connectionNamed(x.connection!, null);
   if (drop === null) return;
   const kept: string[] = [];

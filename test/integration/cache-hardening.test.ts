@@ -1,0 +1,279 @@
+// Cache cases from a hardening pass. The first eight each failed before their fix (a stored
+// response answering a request it must not, or something stored that must not be); the last
+// five are guards that already held (keys, Vary, HEAD/GET, cut bodies), kept as regressions.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startOrigin, type Origin } from '../helpers/origin';
+import { rawRequest } from '../helpers/raw';
+import { eventually, sleep, startUgate, type Ugate } from '../helpers/ugate';
+
+let origin: Origin;
+let u: Ugate;
+/** Trusts the loopback client's own X-Forwarded-*: the origin sees them per request. */
+let behindProxy: Ugate;
+const hits = new Map<string, number>();
+
+beforeAll(async () => {
+  origin = await startOrigin((req, res) => {
+    const url = new URL(req.url!, 'http://x');
+    const path = url.pathname;
+    const n = (hits.get(path) ?? 0) + 1;
+    hits.set(path, n);
+    if (path.startsWith('/rc-cookie')) {
+      // 200 without a cookie; the 304 to the cache's revalidation sets one for that client.
+      if (req.headers['if-none-match'] === '"v1"') {
+        res.writeHead(304, { etag: '"v1"', 'cache-control': 'max-age=1', 'set-cookie': `session=user${n}` });
+        res.end();
+        return;
+      }
+      res.writeHead(200, { etag: '"v1"', 'cache-control': 'max-age=1', 'content-length': '6' });
+      res.end('shared');
+      return;
+    }
+    if (path.startsWith('/rc-private')) {
+      // The 304 to the cache's revalidation makes the response private, and comes late.
+      if (req.headers['if-none-match'] === '"p1"') {
+        setTimeout(() => {
+          res.writeHead(304, { etag: '"p1"', 'cache-control': 'private, max-age=60' });
+          res.end();
+        }, 400);
+        return;
+      }
+      const body = `private? ${n}`;
+      res.writeHead(200, { etag: '"p1"', 'cache-control': 'max-age=1', 'content-length': String(body.length) });
+      res.end(body);
+      return;
+    }
+    if (path.startsWith('/nc-sie')) {
+      // Stored with no-cache (every use needs the origin's yes), then the origin fails.
+      if (n > 1) {
+        res.writeHead(500, { 'content-length': '4' });
+        res.end('down');
+        return;
+      }
+      res.writeHead(200, { etag: '"n1"', 'cache-control': 'no-cache, max-age=60, stale-if-error=60', 'content-length': '9' });
+      res.end('validated');
+      return;
+    }
+    if (path.startsWith('/xff')) {
+      // Content chosen per client address (geo-IP style), announced with Vary.
+      const body = `for ${req.headers['x-forwarded-for']} / ${req.headers['x-forwarded-host']}`;
+      res.writeHead(200, { 'cache-control': 'max-age=60', vary: url.searchParams.get('vary')!, 'content-length': String(body.length) });
+      res.end(body);
+      return;
+    }
+    if (path.startsWith('/swr-proto')) {
+      // Behind a TLS terminator: plain http is redirected to https (a cacheable 301).
+      if (req.headers['x-forwarded-proto'] !== 'https') {
+        res.writeHead(301, { location: `https://example.test${req.url}`, 'cache-control': 'max-age=60', 'content-length': '0' });
+        res.end();
+        return;
+      }
+      const body = `secure ${n}`;
+      res.writeHead(200, { 'cache-control': 'max-age=1, stale-while-revalidate=60', 'content-length': String(body.length) });
+      res.end(body);
+      return;
+    }
+    if (path.startsWith('/grow')) {
+      // The 304 brings an 8 KB field the stored entry did not have.
+      if (req.headers['if-none-match'] === '"g1"') {
+        res.writeHead(304, { etag: '"g1"', 'cache-control': 'max-age=60', 'x-big': 'b'.repeat(8192) });
+        res.end();
+        return;
+      }
+      res.writeHead(200, { etag: '"g1"', 'cache-control': 'max-age=1', 'content-length': '4' });
+      res.end('grow');
+      return;
+    }
+    if (path.startsWith('/expires-num')) {
+      // Seconds where an HTTP-date belongs (a common mistake): invalid, so already expired.
+      const body = `expires ${n}`;
+      res.writeHead(200, { expires: url.searchParams.get('v')!, 'content-length': String(body.length) });
+      res.end(body);
+      return;
+    }
+    if (path.startsWith('/echo')) {
+      const varied = url.searchParams.get('vary');
+      const body = `url ${req.url} n ${n}` + (varied === null ? '' : ` v ${req.headers[varied.toLowerCase()]}`);
+      res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': String(Buffer.byteLength(body)), vary: url.searchParams.get('vary') ?? '' });
+      res.end(req.method === 'HEAD' ? undefined : body);
+      return;
+    }
+    if (path.startsWith('/cut-cl')) {
+      res.socket!.write('HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: 100\r\n\r\n' + 'a'.repeat(50));
+      setTimeout(() => res.socket!.destroy(), 50);
+      return;
+    }
+    if (path.startsWith('/cut-chunked')) {
+      res.socket!.write('HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n');
+      setTimeout(() => res.socket!.destroy(), 50);
+      return;
+    }
+    res.writeHead(404);
+    res.end();
+  });
+  u = await startUgate(['--upstream', origin.url, '--cache-size', '1mb'], { workers: 1 });
+  behindProxy = await startUgate(['--upstream', origin.url, '--cache-size', '1mb', '--trusted-proxy', '127.0.0.1'], { workers: 1 });
+});
+
+afterAll(async () => {
+  await u?.stop();
+  await behindProxy?.stop();
+  await origin?.close();
+});
+
+async function get(path: string, headers: Record<string, string> = {}, method = 'GET', via: Ugate = u) {
+  const r = await fetch(via.url + path, { method, headers, signal: AbortSignal.timeout(5000) });
+  return { status: r.status, headers: r.headers, body: await r.text().catch(() => 'CUT'), xcache: r.headers.get('x-cache') };
+}
+
+describe('cache hardening', () => {
+  it('a 304 revalidation that sets a cookie does not put it in the shared entry', async () => {
+    await get('/rc-cookie');
+    await sleep(1100);
+    const b = await get('/rc-cookie');
+    expect(b.xcache).toBe('REVALIDATED');
+    // The client whose revalidation got the cookie still gets it.
+    expect(b.headers.get('set-cookie')).toBe('session=user2');
+    const c = await get('/rc-cookie');
+    expect(c.body).toBe('shared');
+    expect(c.headers.get('set-cookie')).toBeNull();
+  });
+
+  it('a 304 that makes the entry private answers only the request that revalidated it, not its coalesced waiters', async () => {
+    await get('/rc-private');
+    await sleep(1100);
+    const leader = get('/rc-private');
+    await sleep(100);
+    const waiter = await get('/rc-private');
+    const l = await leader;
+    expect(l.xcache).toBe('REVALIDATED');
+    expect(waiter.xcache).not.toBe('REVALIDATED');
+    expect(waiter.body).toBe('private? 3');
+    expect(hits.get('/rc-private')).toBe(3);
+    // Not kept either: the next request goes to the origin.
+    expect((await get('/rc-private')).body).toBe('private? 4');
+  });
+
+  it('a response no-cache entry is never served stale on an origin error, even with stale-if-error', async () => {
+    expect((await get('/nc-sie')).body).toBe('validated');
+    const b = await get('/nc-sie');
+    expect(hits.get('/nc-sie')).toBe(2);
+    expect(b.status).toBe(500);
+    expect(b.body).toBe('down');
+  });
+
+  it('Vary on X-Forwarded-For / X-Forwarded-Host (written by ugate, not in the client\'s fields) never shares one client\'s variant', async () => {
+    const a = await get('/xff1?vary=X-Forwarded-For', { 'x-forwarded-for': '192.0.2.1' }, 'GET', behindProxy);
+    const b = await get('/xff1?vary=X-Forwarded-For', { 'x-forwarded-for': '192.0.2.2' }, 'GET', behindProxy);
+    expect(a.body).toContain('for 192.0.2.1, 127.0.0.1');
+    expect(b.body).toContain('for 192.0.2.2, 127.0.0.1');
+    const c = await get('/xff2?vary=X-Forwarded-Host', { 'x-forwarded-host': 'one.example' }, 'GET', behindProxy);
+    const d = await get('/xff2?vary=X-Forwarded-Host', { 'x-forwarded-host': 'two.example' }, 'GET', behindProxy);
+    expect(c.body).toContain('/ one.example');
+    expect(d.body).toContain('/ two.example');
+    expect(hits.get('/xff1')).toBe(2);
+    expect(hits.get('/xff2')).toBe(2);
+  });
+
+  it('a varied field the client names in Connection (dropped before the origin) does not key the entry', async () => {
+    // The origin never sees this Accept-Language (hop-by-hop), so its answer is the default
+    // variant; stored under "fr" it would be served to real French requests.
+    const host = new URL(u.url).host;
+    const a = await rawRequest(u.port, [`GET /echo5?vary=accept-language HTTP/1.1\r\nhost: ${host}\r\nconnection: accept-language, close\r\naccept-language: fr\r\n\r\n`], 1500);
+    expect(a.status).toBe(200);
+    expect(a.text).toContain('v undefined');
+    const b = await get('/echo5?vary=accept-language', { 'accept-language': 'fr' });
+    expect(b.body).toContain('v fr');
+    expect(hits.get('/echo5')).toBe(2);
+  });
+
+  it('a stale-while-revalidate refresh asks the origin with the X-Forwarded-* fields the client\'s request would carry', async () => {
+    const https = { 'x-forwarded-proto': 'https' };
+    const a = await get('/swr-proto', https, 'GET', behindProxy);
+    expect(a.body).toBe('secure 1');
+    await sleep(1100);
+    const b = await get('/swr-proto', https, 'GET', behindProxy);
+    expect(b.xcache).toBe('STALE');
+    // Wait for the background refresh to reach the origin and come back.
+    const deadline = Date.now() + 5000;
+    while (hits.get('/swr-proto') !== 2 && Date.now() < deadline) await sleep(20);
+    await sleep(200);
+    const c = await fetch(behindProxy.url + '/swr-proto', { headers: https, redirect: 'manual', signal: AbortSignal.timeout(5000) });
+    expect(c.status).toBe(200);
+    expect(await c.text()).toBe('secure 2');
+    expect(c.headers.get('x-cache')).toBe('HIT');
+  });
+
+  it('fields a 304 adds to an entry count against --cache-size', async () => {
+    const one = await startUgate(['--upstream', origin.url, '--cache-size', '1mb'], { workers: 1 });
+    try {
+      const bytes = async () => Number(/ugate_cache_bytes (\d+)/.exec(await one.metrics())?.[1] ?? -1);
+      const get1 = (path: string) => fetch(one.url + path, { signal: AbortSignal.timeout(5000) }).then(async (r) => ({ body: await r.text(), xcache: r.headers.get('x-cache') }));
+      expect((await get1('/grow')).body).toBe('grow');
+      const before = await eventually(async () => ((await bytes()) > 0 ? bytes() : false));
+      expect(before).toBeLessThan(4096);
+      await sleep(1100);
+      expect((await get1('/grow')).xcache).toBe('REVALIDATED');
+      expect((await get1('/grow')).xcache).toBe('HIT');
+      await eventually(async () => (await bytes()) >= before + 8192);
+    } finally {
+      await one.stop();
+    }
+  });
+
+  it('an Expires that is not an HTTP-date ("3600", "2030") means already expired, not a far-future year', async () => {
+    for (const v of ['3600', '2030']) {
+      const path = `/expires-num-${v}?v=${v}`;
+      await get(path);
+      const b = await get(path);
+      expect(b.xcache).toBe('MISS');
+      expect(b.body).toBe('expires 2');
+    }
+    // A real HTTP-date still gives freshness.
+    const when = encodeURIComponent(new Date(Date.now() + 60_000).toUTCString());
+    await get(`/expires-num-date?v=${when}`);
+    expect((await get(`/expires-num-date?v=${when}`)).xcache).toBe('HIT');
+  });
+
+  it('percent-encoded and plain targets are different keys', async () => {
+    const a = await get('/echo1/a%2Fb');
+    const b = await get('/echo1/a/b');
+    expect(b.body).not.toBe(a.body);
+    const c = await get('/echo2/x%3Fq=1');
+    const d = await get('/echo2/x?q=1');
+    expect(d.body).not.toBe(c.body);
+  });
+
+  it('Vary on a header the second request lacks', async () => {
+    const a = await get('/echo3?vary=x-a', { 'x-a': '1' });
+    const b = await get('/echo3?vary=x-a');
+    expect(b.xcache).toBe('MISS');
+    expect(b.body).not.toBe(a.body);
+    const c = await get('/echo3?vary=x-a', { 'x-a': '2' });
+    expect(c.xcache).toBe('MISS');
+  });
+
+  it('a HEAD miss passes through without filling: the GET after it gets the whole body, and a HEAD hit its length', async () => {
+    const a = await get('/echo4', {}, 'HEAD');
+    expect(a.status).toBe(200);
+    const b = await get('/echo4');
+    expect(b.body).toContain('url /echo4');
+    const c = await get('/echo4', {}, 'HEAD');
+    expect(c.xcache).toBe('HIT');
+    expect(c.headers.get('content-length')).toBe(String(b.body.length));
+  });
+
+  it('a body cut short of its Content-Length is not stored', async () => {
+    await get('/cut-cl');
+    const b = await get('/cut-cl');
+    expect(b.xcache).not.toBe('HIT');
+    expect(hits.get('/cut-cl')).toBe(2);
+  });
+
+  it('a chunked body cut mid-way is not stored', async () => {
+    await get('/cut-chunked');
+    const b = await get('/cut-chunked');
+    expect(b.xcache).not.toBe('HIT');
+    expect(hits.get('/cut-chunked')).toBe(2);
+  });
+});
