@@ -92,11 +92,6 @@ function onClientData(x: Exchange, chunk: ArrayBuffer, isLast: boolean): void {
   x.body!.pushChunk(chunk, isLast);
 }
 
-// Fields named in Connection are hop-by-hop too (RFC 9110 §7.6.1). Except Host: every
-// HTTP/1.1 request must carry it (RFC 9112 §3.2), so a client's "Connection: host" must not
-// send the backend a request without one (it used to: the backend then answered for its
-// default virtual host, or 400). Content-Length and the X-Forwarded-* and Via ugate writes
-// are added after this, so naming them removes nothing that ugate itself sends.
 /** X-Forwarded-* and Via as the backend gets them for `x`'s request (also used by the cache's
  * background refreshes, which must ask as the client's request would). */
 export function pushForwarded(x: Exchange, headers: string[]): void {
@@ -110,8 +105,15 @@ export function pushForwarded(x: Exchange, headers: string[]): void {
   headers.push('via', x.via === null ? VIA : x.via + ', ' + VIA);
 }
 
+// Fields named in Connection are hop-by-hop too (RFC 9110 §7.6.1). Except Host: every
+// HTTP/1.1 request must carry it (RFC 9112 §3.2), so a client's "Connection: host" must not
+// send the backend a request without one (it used to: the backend then answered for its
+// default virtual host, or 400). Content-Length and the X-Forwarded-* and Via ugate writes
+// are added after this, so naming them removes nothing that ugate itself sends.
 export function dropConnectionNamed(x: Exchange): void {
   const drop = connectionNamed(x.connection!, null);
+  // Done once: the cache lookup may have dropped them already (its key must not see them).
+  x.connection = null;
   if (drop === null) return;
   const kept: string[] = [];
   const h = x.headers;
