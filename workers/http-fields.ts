@@ -46,6 +46,20 @@ const STATUS_LINES = new Map<number, string>();
 
 /** "200 OK": the backend's reason phrase when it has its own, the standard one (cached) when
  * it has none or the same. */
+/** The last status line statusLineOut found plain ASCII: nearly every answer repeats one (the
+ * same interned string from statusLine), so the check is a compare, not a regex per answer. */
+let asciiLine = '200 OK';
+
+/** A status line as uWS writeStatus must get it. uWS writes a string as UTF-8, which would turn
+ * an obs-text byte (0x80-0xff) of a latin-1 reason phrase into two: such a line goes as the
+ * bytes the backend sent. */
+export function statusLineOut(line: string): string | Buffer {
+  if (line === asciiLine) return line;
+  if (/[^\x00-\x7f]/.test(line)) return Buffer.from(line, 'latin1');
+  asciiLine = line;
+  return line;
+}
+
 export function statusLine(status: number, text: string): string {
   const standard = STATUS_CODES[status];
   if (text === '' || text === standard) {

@@ -3,12 +3,10 @@
 // so it always corks. `res` is never touched once the client has gone (uWS rule).
 import { Exchange, Phase } from '../exchange';
 import { endBodiless } from '../end-bodiless';
-import { VIA } from '../http-fields';
+import { statusLineOut, VIA } from '../http-fields';
 import { record } from '../stages/record';
 import { etagMatches, notModifiedSince } from './policy';
 import type { CacheEntry } from './store';
-
-const NON_ASCII = /[^\x00-\x7f]/;
 
 /** Fields a 304 carries from the stored response (RFC 9110 §15.4.5). */
 const NOT_MODIFIED_FIELDS = new Set(['cache-control', 'content-location', 'etag', 'expires', 'vary', 'last-modified']);
@@ -46,9 +44,7 @@ function writeEntryCorked(): void {
   const e = curEntry;
   const res = x.res;
   const notModified = curNotModified;
-  // A stored reason phrase with obs-text bytes goes as latin-1 bytes, as the backend sent it
-  // (uWS would write the JS string as UTF-8); see writeHead in workers/stages/stream-back.ts.
-  res.writeStatus(notModified ? '304 Not Modified' : NON_ASCII.test(e.statusLine) ? Buffer.from(e.statusLine, 'latin1') : e.statusLine);
+  res.writeStatus(notModified ? '304 Not Modified' : statusLineOut(e.statusLine));
   const names = e.names;
   const values = e.values;
   for (let i = 0; i < names.length; i++) {

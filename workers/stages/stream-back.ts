@@ -12,7 +12,7 @@
 import { E } from '../../src/shared/errors';
 import { Exchange, Phase } from '../exchange';
 import { endBodiless } from '../end-bodiless';
-import { connectionNamed, equalsLower, RESPONSE_HOP_FIELDS, statusLine, VIA } from '../http-fields';
+import { connectionNamed, equalsLower, RESPONSE_HOP_FIELDS, statusLine, statusLineOut, VIA } from '../http-fields';
 import { respondError } from '../respond';
 import { failAttempt, noteAnswer } from '../retry';
 import { record } from './record';
@@ -199,10 +199,7 @@ function finish(x: Exchange): void {
 function writeHead(x: Exchange): void {
   x.headPending = false;
   const res = x.res;
-  // The reason phrase was read as latin-1; uWS writes a JS string as UTF-8, which would turn
-  // an obs-text byte (0x80-0xff) into two. Such a line goes as latin-1 bytes, as received.
-  const line = statusLine(x.status, x.statusText);
-  res.writeStatus(NON_ASCII.test(x.statusText) ? Buffer.from(line, 'latin1') : line);
+  res.writeStatus(statusLineOut(statusLine(x.status, x.statusText)));
   const h = x.rawHeaders!;
   const dropNamed = x.responseDropNamed;
   for (let i = 0; i < h.length; i += 2) {
@@ -216,8 +213,6 @@ function writeHead(x: Exchange): void {
   if (x.cacheStatus !== null) res.writeHeader('x-cache', x.cacheStatus);
   if (x.worker.draining) res.writeHeader('connection', 'close');
 }
-
-const NON_ASCII = /[^\x00-\x7f]/;
 
 const SKIP_LENGTHS = new Uint8Array(32);
 for (const s of RESPONSE_HOP_FIELDS) SKIP_LENGTHS[s.length] = 1;
