@@ -28,6 +28,7 @@ export const STAGES: readonly Stage[] = [validate, route, limits, cacheLookup, b
  * or lead a new fill), or the stage after it (to go upstream on its own). */
 export const CACHE_LOOKUP = STAGES.indexOf(cacheLookup);
 export const CACHE_RESUME = CACHE_LOOKUP + 1;
+const ROUTE = STAGES.indexOf(route);
 
 export function handleRequest(res: HttpResponse, req: HttpRequest, worker: WorkerState): void {
   continueFrom(accept(res, req, worker), 0);
@@ -36,6 +37,16 @@ export function handleRequest(res: HttpResponse, req: HttpRequest, worker: Worke
 /** Run the stages from `from` on, then go upstream. Also how a parked exchange resumes
  * (outside a uWS callback: whatever writes to `res` from here corks, see respond.ts). */
 export function continueFrom(x: Exchange, from: number): void {
+  // Parked across a reload: its route (and the pools it names, which a reload may close) is
+  // the old config's. Nothing went upstream for it yet, so it is matched again under the new
+  // one; the stages it already passed are not run again (a fill it leads stays its own).
+  if (from > ROUTE && x.route !== null && x.worker.routes[x.route.index] !== x.route) {
+    const err = route(x);
+    if (err !== 0) {
+      respondError(x, err);
+      return;
+    }
+  }
   for (let i = from; i < STAGES.length; i++) {
     const err = STAGES[i](x);
     if (err !== 0) {

@@ -15,11 +15,13 @@ let u: Ugate | null = null;
 let h: Ugate | null = null;
 let dup: Ugate | null = null;
 let tel: Ugate | null = null;
+let cached: Ugate | null = null;
 afterAll(async () => {
   await u?.stop();
   await h?.stop();
   await dup?.stop();
   await tel?.stop();
+  await cached?.stop();
   for (const o of started) await o.close();
 });
 
@@ -226,5 +228,27 @@ describe('SIGHUP reload and telemetry', () => {
       return m.includes('ugate_requests_total{route="slow",status="200"} 1\n') ? m : undefined;
     });
     expect(metrics).not.toContain('ugate_requests_total{route="fast"');
+  });
+});
+
+describe('SIGHUP reload and the cache', () => {
+  it('a request coalesced on a fill across a reload that replaces the backend goes to the new backend when the answer cannot be shared', async () => {
+    // The old backend answers slowly with no-store: the waiter then goes upstream on its own,
+    // after the reload has closed the old backend's pool.
+    const old = await startOrigin((_req, res) => setTimeout(() => res.writeHead(200, { 'cache-control': 'no-store' }).end('old'), 800));
+    const fresh = await startOrigin((_req, res) => res.writeHead(200, { 'cache-control': 'no-store' }).end('new'));
+    started.push(old, fresh);
+    const dir = mkdtempSync(join(tmpdir(), 'ugate-reload-'));
+    const file = join(dir, 'ugate.yaml');
+    writeFileSync(file, `upstream:\n  - ${old.url}\ncache-size: 1mb\n`);
+    cached = await startUgate(['--config', file], { workers: 1 });
+    const leader = fetch(cached.url + '/item').then(async (r) => [r.status, await r.text()]);
+    await eventually(() => old.seen.length === 1);
+    const waiter = fetch(cached.url + '/item').then(async (r) => [r.status, await r.text()]);
+    await eventually(async () => ((await cached!.stats()) as unknown as { cache?: { coalesced: number } }).cache?.coalesced === 1);
+    await reloadWith(cached, file, `upstream:\n  - ${fresh.url}\ncache-size: 1mb\n`, 1);
+    expect(await leader).toEqual([200, 'old']);
+    expect(await waiter).toEqual([200, 'new']);
+    expect(old.seen.length).toBe(1);
   });
 });
