@@ -122,14 +122,17 @@ function createPool(route: RouteConfig, backend: Backend, readBufferSize: number
       pipelining: route.pipelining,
     });
   }
+  // undici refuses a keep-alive timeout of 0 on every request (ugate answered them all 400):
+  // 1 ms gives --idle-timeout 0 the lean client's meaning, connections not kept for reuse.
+  const keepAlive = Math.max(1, route.idleTimeoutMs);
   return new Pool(backend.origin, {
     connections: route.poolConnections,
     pipelining: route.pipelining,
     connectTimeout: route.connectTimeoutMs,
     headersTimeout: route.headersTimeoutMs,
     bodyTimeout: route.bodyTimeoutMs,
-    keepAliveTimeout: route.idleTimeoutMs,
-    keepAliveMaxTimeout: route.idleTimeoutMs,
+    keepAliveTimeout: keepAlive,
+    keepAliveMaxTimeout: keepAlive,
     maxHeaderSize: MAX_RESPONSE_HEAD,
   });
 }

@@ -5,7 +5,7 @@ import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrigin, startRawOrigin, sha256, type Origin } from '../helpers/origin';
 import { rawRequest } from '../helpers/raw';
-import { eventually, startUgate, type Ugate } from '../helpers/ugate';
+import { eventually, sleep, startUgate, type Ugate } from '../helpers/ugate';
 
 type Step = string | Buffer | number | 'end';
 
@@ -384,6 +384,28 @@ describe('lean upstream client: pool limit, early answers, the undici fallback',
     } finally {
       await u.stop();
     }
+  });
+
+  it('0 for --idle-timeout, --connect-timeout and --headers-timeout works with either client: no reuse, no time limits', async () => {
+    let connections = 0;
+    const origin = await startOrigin((req, res) => res.end(`got ${req.url}`));
+    origin.server.on('connection', () => connections++);
+    for (const client of ['lean', 'undici']) {
+      const u = await startUgate(['--upstream', origin.url, '--upstream-client', client, '--idle-timeout', '0', '--connect-timeout', '0', '--headers-timeout', '0'], { workers: 1 });
+      try {
+        const before = connections;
+        for (let i = 0; i < 3; i++) {
+          const r = await fetch(`${u.url}/${client}/${i}`);
+          expect([client, r.status, await r.text()]).toEqual([client, 200, `got /${client}/${i}`]);
+          await sleep(50);
+        }
+        // Not kept for reuse: a connection per request.
+        expect(connections - before).toBe(3);
+      } finally {
+        await u.stop();
+      }
+    }
+    await origin.close();
   });
 });
 
