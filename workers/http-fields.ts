@@ -44,8 +44,6 @@ export function equalsLower(data: Buffer, from: number, lower: string): boolean 
 
 const STATUS_LINES = new Map<number, string>();
 
-/** "200 OK": the backend's reason phrase when it has its own, the standard one (cached) when
- * it has none or the same. */
 /** The last status line statusLineOut found plain ASCII: nearly every answer repeats one (the
  * same interned string from statusLine), so the check is a compare, not a regex per answer. */
 let asciiLine = '200 OK';
@@ -60,6 +58,8 @@ export function statusLineOut(line: string): string | Buffer {
   return line;
 }
 
+/** "200 OK": the backend's reason phrase when it has its own, the standard one (cached) when
+ * it has none or the same. */
 export function statusLine(status: number, text: string): string {
   const standard = STATUS_CODES[status];
   if (text === '' || text === standard) {
@@ -71,4 +71,17 @@ export function statusLine(status: number, text: string): string {
     return line;
   }
   return `${status} ${text}`;
+}
+
+/** A field value has bytes outside visible ASCII (tab allowed): it needs fieldBytes. */
+export const NON_ASCII_VALUE = /[^\t\x20-\x7e]/;
+
+/** A client's field value as the bytes it sent, or null when that cannot be: uWS hands over
+ * UTF-8-decoded strings and the upstream clients write heads as latin1, so non-ASCII is
+ * re-encoded; control bytes, or invalid UTF-8 (already U+FFFD in uWS, unrecoverable), are a
+ * 400. The one rule for forwarded fields and for those ugate rewrites (Via, X-Forwarded-*). */
+export function fieldBytes(v: string): string | null {
+  if (!NON_ASCII_VALUE.test(v)) return v;
+  if (/[\x00-\x08\x0a-\x1f\x7f\ufffd]/.test(v)) return null;
+  return Buffer.from(v, 'utf8').toString('latin1');
 }

@@ -13,7 +13,7 @@ import { accept } from './stages/accept';
 import { balance } from './stages/balance';
 import { cacheLookup } from './stages/cache-lookup';
 import { limits } from './stages/limits';
-import { route } from './stages/route';
+import { route, routedBeforeReload } from './stages/route';
 import { upstream } from './stages/upstream';
 import { validate } from './stages/validate';
 import type { Exchange } from './exchange';
@@ -40,7 +40,7 @@ export function continueFrom(x: Exchange, from: number): void {
   // Parked across a reload: its route (and the pools it names, which a reload may close) is
   // the old config's. Nothing went upstream for it yet, so it is matched again under the new
   // one; the stages it already passed are not run again (a fill it leads stays its own).
-  if (from > ROUTE && x.route !== null && x.worker.routes[x.route.index] !== x.route) {
+  if (from > ROUTE && routedBeforeReload(x)) {
     const err = route(x);
     if (err !== 0) {
       respondError(x, err);

@@ -31,6 +31,8 @@ export interface Stats {
   workers: { index: number; phase: string; requests: number; inFlight: number }[];
   workerRestarts: number;
   backends: BackendRow[];
+  /** Response cache counters; absent when the cache is off. */
+  cache?: Record<string, number>;
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

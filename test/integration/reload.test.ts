@@ -40,9 +40,7 @@ describe('SIGHUP reload', () => {
     const a = await origin(30);
     const b = await origin();
     const c = await origin();
-    const dir = mkdtempSync(join(tmpdir(), 'ugate-reload-'));
-    const file = join(dir, 'ugate.yaml');
-    writeFileSync(file, `upstream:\n  - ${a.url}\n  - ${b.url}\n`);
+    const file = configFile(`upstream:\n  - ${a.url}\n  - ${b.url}\n`);
     u = await startUgate(['--config', file]);
     let reloaded = false;
     let aAtReload = 0;
@@ -107,6 +105,13 @@ async function healthyFlag(g: Ugate, url: string): Promise<boolean | undefined> 
   return (await g.stats()).backends.find((b) => b.url === url)?.healthy;
 }
 
+/** A config file in a fresh temp folder, holding `yaml`. */
+function configFile(yaml: string): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'ugate-reload-')), 'ugate.yaml');
+  writeFileSync(file, yaml);
+  return file;
+}
+
 /** Rewrite the config file, send SIGHUP and wait until main has applied generation `gen`. */
 async function reloadWith(g: Ugate, file: string, yaml: string, gen: number): Promise<void> {
   writeFileSync(file, yaml);
@@ -120,10 +125,9 @@ describe('SIGHUP reload and active health checks', () => {
   for (const copies of [1, 2]) it(`a backend that checks took down stays out of rotation across a reload of the same config (listed ${copies}×)`, async () => {
     const a = await origin();
     const b = await sickOrigin();
-    const file = join(mkdtempSync(join(tmpdir(), 'ugate-reload-health-')), 'ugate.yaml');
     // health-fall 4: a checker that forgot the state would call B healthy for 3 intervals.
     const yaml = `upstream:\n  - ${a.url}\n${`  - ${b.url}\n`.repeat(copies)}health-path: /health\nhealth-interval: 300ms\nhealth-fall: 4\nhealth-rise: 2\n`;
-    writeFileSync(file, yaml);
+    const file = configFile(yaml);
     h = await startUgate(['--config', file]);
     await eventually(async () => (await healthyFlag(h!, b.url)) === false, 10_000);
 
@@ -143,9 +147,8 @@ describe('SIGHUP reload and active health checks', () => {
   it('turning health-path off by a reload puts a backend the checks took down back into rotation', async () => {
     const a = await origin();
     const b = await sickOrigin();
-    const file = join(mkdtempSync(join(tmpdir(), 'ugate-reload-health-')), 'ugate.yaml');
     const base = `upstream:\n  - ${a.url}\n  - ${b.url}\n`;
-    writeFileSync(file, `${base}health-path: /health\nhealth-interval: 100ms\nhealth-fall: 1\n`);
+    const file = configFile(`${base}health-path: /health\nhealth-interval: 100ms\nhealth-fall: 1\n`);
     h = await startUgate(['--config', file]);
     await eventually(async () => (await healthyFlag(h!, b.url)) === false, 5000);
     const before = traffic(b);
@@ -175,9 +178,7 @@ describe('SIGHUP reload and upstream pools', () => {
       expect(res.status).toBe(200);
       await res.text();
     };
-    const dir = mkdtempSync(join(tmpdir(), 'ugate-reload-'));
-    const file = join(dir, 'ugate.yaml');
-    writeFileSync(file, `upstream:\n  - ${a.url}\n  - ${a.url}\n`);
+    const file = configFile(`upstream:\n  - ${a.url}\n  - ${a.url}\n`);
     // One worker, requests one at a time: each entry's pool keeps exactly one connection.
     dup = await startUgate(['--config', file], { workers: 1 });
     for (let i = 0; i < 4; i++) await get();
@@ -213,10 +214,8 @@ describe('SIGHUP reload and telemetry', () => {
   it('a request in flight across a reload that reorders routes is counted under its own route, not the one now at its index', async () => {
     const slow = await origin(1500);
     const fast = await origin();
-    const dir = mkdtempSync(join(tmpdir(), 'ugate-reload-'));
-    const file = join(dir, 'ugate.yaml');
     const route = (name: string, path: string, o: Origin) => `  - name: ${name}\n    path: ${path}\n    upstream:\n      - ${o.url}\n`;
-    writeFileSync(file, `routes:\n${route('slow', '/slow', slow)}${route('fast', '/fast', fast)}`);
+    const file = configFile(`routes:\n${route('slow', '/slow', slow)}${route('fast', '/fast', fast)}`);
     tel = await startUgate(['--config', file], { workers: 1 });
     const inFlight = fetch(tel.url + '/slow').then((r) => r.status);
     await eventually(() => slow.seen.length === 1);
@@ -238,14 +237,12 @@ describe('SIGHUP reload and the cache', () => {
     const old = await startOrigin((_req, res) => setTimeout(() => res.writeHead(200, { 'cache-control': 'no-store' }).end('old'), 800));
     const fresh = await startOrigin((_req, res) => res.writeHead(200, { 'cache-control': 'no-store' }).end('new'));
     started.push(old, fresh);
-    const dir = mkdtempSync(join(tmpdir(), 'ugate-reload-'));
-    const file = join(dir, 'ugate.yaml');
-    writeFileSync(file, `upstream:\n  - ${old.url}\ncache-size: 1mb\n`);
+    const file = configFile(`upstream:\n  - ${old.url}\ncache-size: 1mb\n`);
     cached = await startUgate(['--config', file], { workers: 1 });
     const leader = fetch(cached.url + '/item').then(async (r) => [r.status, await r.text()]);
     await eventually(() => old.seen.length === 1);
     const waiter = fetch(cached.url + '/item').then(async (r) => [r.status, await r.text()]);
-    await eventually(async () => ((await cached!.stats()) as unknown as { cache?: { coalesced: number } }).cache?.coalesced === 1);
+    await eventually(async () => (await cached!.stats()).cache?.coalesced === 1);
     await reloadWith(cached, file, `upstream:\n  - ${fresh.url}\ncache-size: 1mb\n`, 1);
     expect(await leader).toEqual([200, 'old']);
     expect(await waiter).toEqual([200, 'new']);

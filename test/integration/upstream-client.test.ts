@@ -427,12 +427,10 @@ describe('lean upstream client: a slow client takes the last bytes of a body', (
         const got = await new Promise<Buffer>((resolve, reject) => {
           const sock = connect(u.port, '127.0.0.1');
           const parts: Buffer[] = [];
-          let total = 0;
           sock.pause();
           sock.on('error', reject);
           sock.on('data', (d: Buffer) => {
             parts.push(d);
-            total += d.length;
             const all = Buffer.concat(parts);
             const at = all.indexOf('\r\n\r\n');
             if (at >= 0 && all.length - at - 4 >= body.length) {

@@ -185,10 +185,8 @@ export class CacheFill {
     }
     // The 304 made the response private/no-store (or otherwise unstorable): it answers the
     // request that revalidated it, never the other clients coalesced on it. They go upstream.
-    this.finishSettle();
+    this.release();
     if (this.leader !== null) serveEntry(this.leader, r.forLeader, 'REVALIDATED', now, this.leaderHeaders ?? this.leader.headers);
-    for (const w of this.waiters) if (!w.clientGone && w.phase !== Phase.Done) continueFrom(w, CACHE_RESUME);
-    this.waiters.length = 0;
   }
 
   private settleWithEntry(entry: CacheEntry, label: string, serveLeader: boolean, leaderEntry: CacheEntry = entry): void {

@@ -3,6 +3,7 @@
 // registered before any asynchronous step, or uWS aborts the process on client disconnect.
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { Exchange } from '../exchange';
+import { fieldBytes, NON_ASCII_VALUE } from '../http-fields';
 import type { WorkerState } from '../worker-state';
 import { onClientAborted } from './stream-back';
 
@@ -29,7 +30,7 @@ function collectHeader(name: string, value: string): void {
   const x = current;
   // --max-header-size is in bytes; uWS hands over UTF-8-decoded strings, whose length counts
   // a 3-byte character as one (that let a head up to three times the limit through).
-  const nonAscii = NON_ASCII.test(value);
+  const nonAscii = NON_ASCII_VALUE.test(value);
   x.headerBytes += name.length + (nonAscii ? Buffer.byteLength(value, 'utf8') : value.length) + 4;
   // Header names arrive lower-cased from uWS.
   switch (name) {
@@ -74,16 +75,14 @@ function collectHeader(name: string, value: string): void {
   }
 }
 
-const NON_ASCII = /[^\t\x20-\x7e]/;
-
 // Fields ugate keeps aside and writes itself (Via, X-Forwarded-*, Connection) get the same
-// rule as forwarded ones (validate.ts reencodeHeaders): control bytes or invalid UTF-8 (U+FFFD
-// from uWS) are a 400, other non-ASCII is re-encoded to the client's bytes. Before, they
-// skipped it: a DEL in Via reached the backend, and UTF-8 in Via was sent as latin1 garbage.
+// rule as forwarded ones (fieldBytes). Before, they skipped it: a DEL in Via reached the
+// backend, and UTF-8 in Via was sent as latin1 garbage.
 function ownValue(x: Exchange, v: string): string {
-  if (!NON_ASCII.test(v)) return v;
-  if (/[\x00-\x08\x0a-\x1f\x7f\ufffd]/.test(v)) x.badHeader = true;
-  return Buffer.from(v, 'utf8').toString('latin1');
+  const bytes = fieldBytes(v);
+  if (bytes !== null) return bytes;
+  x.badHeader = true;
+  return v;
 }
 
 function noteContentLength(x: Exchange, value: string): void {

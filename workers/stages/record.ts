@@ -1,5 +1,6 @@
 // Stage "record": count the finished exchange once, whatever way it ended.
 import type { Exchange } from '../exchange';
+import { routedBeforeReload } from './route';
 import { releaseBackend } from './upstream';
 
 export function record(x: Exchange): void {
@@ -11,6 +12,6 @@ export function record(x: Exchange): void {
   // Routed before a reload: the telemetry is the new generation's, whose routes may be in
   // another order. Counted under the route of the same name; one the reload removed counts
   // with the requests that matched no route.
-  if (route !== null && w.routes[index] !== route) index = w.routes.findIndex((r) => r.config.name === route.config.name);
+  if (routedBeforeReload(x)) index = w.routes.findIndex((r) => r.config.name === route!.config.name);
   w.telemetry.record(index, x.status, (performance.now() - x.startedAt) / 1000);
 }

@@ -21,6 +21,11 @@ export function route(x: Exchange): number {
   return E.NO_ROUTE;
 }
 
+/** `x` was routed under a config that a reload has since replaced. */
+export function routedBeforeReload(x: Exchange): boolean {
+  return x.route !== null && x.worker.routes[x.route.index] !== x.route;
+}
+
 function matchesPrefix(path: string, prefix: string): boolean {
   if (prefix === '/') return true;
   if (!path.startsWith(prefix)) return false;

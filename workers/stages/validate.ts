@@ -3,6 +3,7 @@
 // origin-form or carry a fragment, bad bytes in field values (400, 431, 501).
 import { E } from '../../src/shared/errors';
 import type { Exchange } from '../exchange';
+import { fieldBytes } from '../http-fields';
 
 // Visible ASCII except "#": a fragment is never part of a request-target (RFC 9112 §3.2).
 // Forwarded, "/index.html#.png" is one path to ugate's routes and cache and another to the
@@ -56,10 +57,9 @@ function reencodeTarget(x: Exchange): boolean {
 function reencodeHeaders(x: Exchange): boolean {
   const h = x.headers;
   for (let i = 1; i < h.length; i += 2) {
-    const v = h[i];
-    if (!/[^\t\x20-\x7e]/.test(v)) continue;
-    if (/[\x00-\x08\x0a-\x1f\x7f\ufffd]/.test(v)) return false;
-    h[i] = Buffer.from(v, 'utf8').toString('latin1');
+    const bytes = fieldBytes(h[i]);
+    if (bytes === null) return false;
+    h[i] = bytes;
   }
   return true;
 }

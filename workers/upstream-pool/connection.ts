@@ -419,7 +419,7 @@ export class Connection implements ResponseSink {
    * that turn comes. */
   moveLate(now: number): void {
     const timeout = this.pool.options.headersTimeout;
-    if (timeout <= 0) return;
+    if (timeout <= 0 || this.behind.length === 0) return;
     const late: PendingRequest[] = [];
     for (let i = 0; i < this.behind.length; i++) {
       const r = this.behind[i];
@@ -434,10 +434,6 @@ export class Connection implements ResponseSink {
       this.dropsAtTurn = true;
       this.pool.resend(late);
     }
-  }
-
-  get pipelined(): number {
-    return this.behind.length;
   }
 
   /** The request was aborted by its owner. The one being answered takes the connection with

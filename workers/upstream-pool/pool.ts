@@ -223,7 +223,7 @@ export class Http1Pool {
     const now = performance.now();
     for (const conn of this.all) {
       if (conn.deadline !== 0 && conn.deadline <= now) conn.onDeadline();
-      if (conn.pipelined > 0) conn.moveLate(now);
+      conn.moveLate(now);
     }
   }
 
