@@ -47,6 +47,15 @@ async function main(argv: string[]): Promise<void> {
     }
     log('warn', `running on the uWebSockets.js pure-JS fallback (${uws.reason}); expect a fraction of native throughput`);
   }
+  if (config.check) {
+    // Like `nginx -t`: what the settings resolve to, nothing bound or started. Whether the
+    // ports are free is only known when binding them.
+    const lines = [`configuration OK: would listen on ${formatHostPort(config.listen)} with ${config.workers} worker${config.workers === 1 ? '' : 's'}`];
+    lines.push(config.admin ? `admin API on ${formatHostPort(config.admin)}` : 'admin API off');
+    if (config.demoOrigin) lines.push(`demo origin on ${formatHostPort(config.demoOrigin)}`);
+    process.stdout.write([...lines, ...routeLines(config)].join('\n') + '\n');
+    return;
+  }
 
   const port = await reservePort(config.listen, 'listen');
   let demo: Server | null = null;
@@ -87,14 +96,16 @@ function announce(config: GatewayConfig, port: number, admin: AdminServer | null
   const proxy = `http://${formatHostPort({ host, port })}`;
   const lines = [`ugate ${VERSION} listening on ${proxy} with ${config.workers} worker${config.workers === 1 ? '' : 's'}`];
   if (admin) lines.push(`admin API on http://${formatHostPort({ host: config.admin!.host, port: admin.port })} (/health /ready /metrics /stats)`);
-  for (const r of config.routes) {
-    lines.push(`route ${r.name}: ${r.host ?? '*'}${r.path} -> ${r.backends.map((b) => b.url).join(', ')}`);
-  }
+  lines.push(...routeLines(config));
   if (demo) {
     lines.push('try:', `  curl ${proxy}/`, `  curl -o /dev/null -w '%{size_download} bytes\\n' ${proxy}/bytes/1048576`, `  curl -d 'hello' ${proxy}/echo`);
     if (admin) lines.push(`  curl http://${formatHostPort({ host: config.admin!.host, port: admin.port })}/stats`);
   }
   process.stdout.write(lines.join('\n') + '\n');
+}
+
+function routeLines(config: GatewayConfig): string[] {
+  return config.routes.map((r) => `route ${r.name}: ${r.host ?? '*'}${r.path} -> ${r.backends.map((b) => b.url).join(', ')}`);
 }
 
 function installSignals(config: GatewayConfig, supervisor: Supervisor, admin: AdminServer | null, demo: Server | null): void {

@@ -106,6 +106,7 @@ export interface ParsedArgs {
   readonly settings: RawSettings;
   readonly help: boolean;
   readonly version: boolean;
+  readonly check: boolean;
 }
 
 /** Parse argv (without node and script). Throws ConfigError naming the flag. */
@@ -137,9 +138,11 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
   }
   const help = settings.help !== undefined && toBool(settings.help, '--help');
   const version = settings.version !== undefined && toBool(settings.version, '--version');
+  const check = settings.check !== undefined && toBool(settings.check, '--check');
   delete settings.help;
   delete settings.version;
-  return { settings, help, version };
+  delete settings.check;
+  return { settings, help, version, check };
 }
 
 /** Read and parse a YAML config file into raw settings. Unknown keys are refused. */
@@ -168,15 +171,15 @@ export function readConfigFile(file: string): RawSettings {
 }
 
 /** Merge defaults < file < flags, validate every field, and freeze the result. */
-export function loadConfig(argv: readonly string[]): GatewayConfig & { help: boolean; version: boolean } {
+export function loadConfig(argv: readonly string[]): GatewayConfig & { help: boolean; version: boolean; check: boolean } {
   const args = parseArgs(argv);
-  if (args.help || args.version) return { ...buildConfig({ 'demo-origin': 'off', upstream: ['http://127.0.0.1:1'] }, null), help: args.help, version: args.version };
+  if (args.help || args.version) return { ...buildConfig({ 'demo-origin': 'off', upstream: ['http://127.0.0.1:1'] }, null), help: args.help, version: args.version, check: false };
   const file = typeof args.settings.config === 'string' ? args.settings.config : null;
   const fromFile = file ? readConfigFile(file) : {};
   const merged: RawSettings = { ...fromFile, ...args.settings };
   delete merged.config;
   try {
-    return { ...buildConfig(merged, file), help: false, version: false };
+    return { ...buildConfig(merged, file), help: false, version: false, check: args.check };
   } catch (err) {
     // A bad value that came from the file (not overridden by a flag) names the file too, so the
     // operator knows where to fix it (a flag's error needs no file: it is on the command line).
@@ -494,7 +497,7 @@ export function formatHelp(version: string): string {
     'Usage: ugate [--config FILE] [flags]',
     '',
     'Settings merge in this order, later wins: built-in defaults < config file < flags.',
-    'Every flag except --config/--help/--version is also a YAML key of the same name.',
+    'Every flag except --config/--check/--help/--version is also a YAML key of the same name.',
     'Durations take ms, s, m, h (500ms, 5s); sizes take b, kb, mb, gb (16kb, 1mb; 1kb = 1024 bytes).',
     '',
     'Flags:',
@@ -505,6 +508,6 @@ export function formatHelp(version: string): string {
     const route = o.perRoute ? ' (per route)' : '';
     lines.push(`${left.padEnd(34)} ${o.help}${route}${def}`);
   }
-  lines.push('', 'Exit codes: 0 clean shutdown, 1 runtime failure, 2 usage or config error.');
+  lines.push('', 'Exit codes: 0 clean shutdown (or --check: valid), 1 runtime failure (or --check: would not start), 2 usage or config error.');
   return lines.join('\n');
 }

@@ -74,6 +74,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'cache-warm', kind: 'list', arg: 'PATH', help: 'path (or http://host/path) every worker fetches into its cache at start (repeatable)' },
   { name: 'redis', kind: 'string', arg: 'URL', help: 'redis://HOST:PORT of a Redis shared by workers and processes as the L2 response cache (needs --cache-size)' },
   { name: 'cache-l2-timeout', kind: 'duration', arg: 'DURATION', default: '50ms', min: 1, help: 'longest wait for the L2 (Redis) before a lookup counts as a miss' },
+  { name: 'check', kind: 'bool', cliOnly: true, help: 'check the configuration (file and flags) and that the native uWS binary loads, print what would run, and exit: 0 valid, 1 would not start, 2 invalid; starts nothing (run it before a SIGHUP reload)' },
   { name: 'help', kind: 'bool', cliOnly: true, help: 'print this help and exit' },
   { name: 'version', kind: 'bool', cliOnly: true, help: 'print the version and exit' },
 ];

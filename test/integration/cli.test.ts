@@ -55,7 +55,7 @@ describe('ugate --help / --version', () => {
     }
     expect(stdout).toContain('[default: 0.0.0.0:8080]');
     expect(stdout).toContain('[default: 16kb]');
-    expect(stdout).toContain('Exit codes: 0 clean shutdown, 1 runtime failure, 2 usage or config error.');
+    expect(stdout).toContain('Exit codes: 0 clean shutdown (or --check: valid), 1 runtime failure (or --check: would not start), 2 usage or config error.');
   });
 
   it('--help wins even when other flags are bad values', async () => {
@@ -69,6 +69,74 @@ describe('ugate --help / --version', () => {
     expect(code).toBe(0);
     expect(stderr).toBe('');
     expect(stdout).toBe(`ugate ${VERSION}\n`);
+  });
+});
+
+describe('ugate --check', () => {
+  let dir: string;
+  let held: NetServer;
+  let heldPort: number;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'ugate-check-'));
+    // A port some other process holds: --check must not try to bind it.
+    held = createNetServer();
+    await new Promise<void>((resolve) => held.listen(0, '127.0.0.1', resolve));
+    heldPort = (held.address() as { port: number }).port;
+  });
+  afterAll(() => {
+    held.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a valid file: exits 0, prints what would run, binds nothing', async () => {
+    const file = path.join(dir, 'ok.yaml');
+    writeFileSync(file, [
+      `listen: 127.0.0.1:${heldPort}`,
+      'admin: "off"',
+      'workers: 3',
+      'routes:',
+      '  - name: api',
+      '    path: /api',
+      '    upstream: [http://127.0.0.1:7001, http://127.0.0.1:7002]',
+      '  - name: rest',
+      '    path: /',
+      '    upstream: http://127.0.0.1:7003',
+      '',
+    ].join('\n'));
+    const { code, stdout, stderr } = await runCli(['--check', '--config', file]);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(stdout).toBe([
+      `configuration OK: would listen on 127.0.0.1:${heldPort} with 3 workers`,
+      'admin API off',
+      'route api: */api -> http://127.0.0.1:7001, http://127.0.0.1:7002',
+      'route rest: */ -> http://127.0.0.1:7003',
+      '',
+    ].join('\n'));
+  });
+
+  it('flags override the file under --check as they do at start', async () => {
+    const { code, stdout } = await runCli(['--check', '--config', 'config/default.yaml', '--workers', '1', '--listen', '127.0.0.1:18123']);
+    expect(code).toBe(0);
+    expect(stdout.split('\n')[0]).toBe('configuration OK: would listen on 127.0.0.1:18123 with 1 worker');
+  });
+
+  it('an invalid file: exits 2 with the field, like a start would', async () => {
+    const file = path.join(dir, 'bad.yaml');
+    writeFileSync(file, 'upstream: http://127.0.0.1:7001\nroutes:\n  - path: /x\n    upstream: http://127.0.0.1:7002\n    headers-timeout: soon\n');
+    const { code, stdout, stderr } = await runCli(['--check', '--config', file]);
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+    expect(expectOneLine(stderr)).toContain('routes[0].headers-timeout: "soon" is not a duration');
+  });
+
+  it('is a command-line flag only: refused as a YAML key', async () => {
+    const file = path.join(dir, 'key.yaml');
+    writeFileSync(file, 'check: true\nupstream: http://127.0.0.1:7001\n');
+    const { code, stderr } = await runCli(['--config', file]);
+    expect(code).toBe(2);
+    expect(expectOneLine(stderr)).toContain('check: unknown config key');
   });
 });
 
