@@ -1,6 +1,7 @@
-// Cache cases from a hardening pass. The first eight each failed before their fix (a stored
-// response answering a request it must not, or something stored that must not be); the last
-// five are guards that already held (keys, Vary, HEAD/GET, cut bodies), kept as regressions.
+// Cache cases from hardening passes. Every case but the last five failed before its fix (a
+// stored response answering a request it must not, or something stored that must not be, or
+// kept fresh too long); the last five are guards that already held (keys, Vary, HEAD/GET, cut
+// bodies), kept as regressions.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrigin, type Origin } from '../helpers/origin';
 import { rawRequest } from '../helpers/raw';
@@ -88,6 +89,15 @@ beforeAll(async () => {
       // Seconds where an HTTP-date belongs (a common mistake): invalid, so already expired.
       const body = `expires ${n}`;
       res.writeHead(200, { expires: url.searchParams.get('v')!, 'content-length': String(body.length) });
+      res.end(body);
+      return;
+    }
+    if (path.startsWith('/dated')) {
+      // Date the given seconds in the past (the response waited in some cache upstream, or the
+      // origin's clock is behind), no Age field.
+      const body = `dated ${n}`;
+      const date = new Date(Date.now() - Number(url.searchParams.get('ago')) * 1000).toUTCString();
+      res.writeHead(200, { date, 'cache-control': 'max-age=60', 'content-length': String(body.length) });
       res.end(body);
       return;
     }
@@ -231,6 +241,21 @@ describe('cache hardening', () => {
     const when = encodeURIComponent(new Date(Date.now() + 60_000).toUTCString());
     await get(`/expires-num-date?v=${when}`);
     expect((await get(`/expires-num-date?v=${when}`)).xcache).toBe('HIT');
+  });
+
+  it('the age of a response counts from its Date (RFC 9111 §4.2.3), not only from its Age field', async () => {
+    // Date 100 s ago, max-age=60: stale on arrival, so the next request goes to the origin.
+    expect((await get('/dated-100?ago=100')).body).toBe('dated 1');
+    const b = await get('/dated-100?ago=100');
+    expect(b.xcache).toBe('MISS');
+    expect(b.body).toBe('dated 2');
+    expect(hits.get('/dated-100')).toBe(2);
+    // Date 30 s ago: fresh for 30 s more, and served with the age it already had.
+    await get('/dated-30?ago=30');
+    const c = await get('/dated-30?ago=30');
+    expect(c.xcache).toBe('HIT');
+    expect(Number(c.headers.get('age'))).toBeGreaterThanOrEqual(30);
+    expect(Number(c.headers.get('age'))).toBeLessThan(60);
   });
 
   it('percent-encoded and plain targets are different keys', async () => {

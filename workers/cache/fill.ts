@@ -29,6 +29,11 @@ export class CacheFill {
   settled = false;
   /** The leader's request fields as the client sent them (its x.headers now carry the cache's validators). */
   leaderHeaders: readonly string[] | null = null;
+  /** When the request went upstream, for the response's age (RFC 9111 §4.2.3). A leader that
+   * first waited on L2 counts that wait too: at most --cache-l2-timeout of age, the safe side. */
+  requestTime = Date.now();
+  /** When the response head arrived. */
+  private responseTime = 0;
   private status = 0;
   private capturing = false;
   private names: string[] = [];
@@ -60,10 +65,11 @@ export class CacheFill {
    * the caller must then ignore the rest of this response. */
   onHeaders(status: number, statusText: string, raw: Buffer[]): boolean {
     if (this.settled) return false;
+    const now = Date.now();
     this.status = status;
+    this.responseTime = now;
     this.scan(status, raw);
     const stale = this.stale;
-    const now = Date.now();
     if (status === 304 && stale !== null && this.revalidating) {
       this.cache.stats.revalidated++;
       this.settleRevalidated(stale, now);
@@ -115,7 +121,7 @@ export class CacheFill {
     }
     const body = this.body ?? (this.chunks!.length === 1 ? this.chunks![0] : Buffer.concat(this.chunks!, this.received));
     this.dropCapture();
-    const entry = this.buildEntry(body, Date.now());
+    const entry = this.buildEntry(body);
     if (!this.cache.store.set(entry)) {
       this.release();
       return;
@@ -178,7 +184,7 @@ export class CacheFill {
   /** A 304 answered the revalidation: refresh the entry, serve the leader (with any cookie the
    * 304 set for it), and the waiters only if the refreshed response may still be shared. */
   private settleRevalidated(stale: CacheEntry, now: number): void {
-    const r = this.refresh(stale, now);
+    const r = this.refresh(stale);
     if (r.shared) {
       this.settleWithEntry(stale, 'REVALIDATED', true, r.forLeader);
       return;
@@ -233,7 +239,8 @@ export class CacheFill {
 
   /** One pass over the raw head: the facts the policy needs, and the fields worth storing. */
   private scan(status: number, raw: Buffer[]): void {
-    const f = emptyFacts(status);
+    const f = emptyFacts(status, this.responseTime);
+    f.requestTime = this.requestTime;
     const names: string[] = [];
     const values: Buffer[] = [];
     let dropNamed: string[] | null = null;
@@ -273,7 +280,7 @@ export class CacheFill {
     this.values = values;
   }
 
-  private buildEntry(body: Buffer, now: number): CacheEntry {
+  private buildEntry(body: Buffer): CacheEntry {
     const fresh = this.fresh!;
     const f = this.facts!;
     // The key depends on the Vary this response announced.
@@ -288,7 +295,7 @@ export class CacheFill {
       values: this.values,
       body,
       size: entrySize(key, this.names, this.values, body),
-      responseTime: now,
+      responseTime: this.responseTime,
       initialAgeMs: fresh.initialAgeMs,
       lifetimeMs: fresh.lifetimeMs,
       staleWhileRevalidateMs: fresh.staleWhileRevalidateMs,
@@ -304,7 +311,7 @@ export class CacheFill {
   /** A 304 refreshes the stored entry: its fields replace the stored ones, freshness restarts.
    * `shared`: the refreshed response may still answer other requests (false: it was dropped).
    * `forLeader`: what the revalidating request gets (the entry plus the 304's Set-Cookie). */
-  private refresh(e: CacheEntry, now: number): { shared: boolean; forLeader: CacheEntry } {
+  private refresh(e: CacheEntry): { shared: boolean; forLeader: CacheEntry } {
     const names = this.names;
     // Set-Cookie in a 304 is the revalidating client's own cookie: merged into the shared entry it
     // would be handed to every later client (a session leak). Like a 200 with Set-Cookie, it is
@@ -333,7 +340,8 @@ export class CacheFill {
     if (cookies !== null) {
       forLeader = { ...e, names: e.names.concat(cookies.map(() => 'set-cookie')), values: e.values.concat(cookies) };
     }
-    const merged = emptyFacts(e.status);
+    const merged = emptyFacts(e.status, this.responseTime);
+    merged.requestTime = this.requestTime;
     merged.cacheControl = headerText(e, 'cache-control');
     merged.expires = headerText(e, 'expires');
     merged.etag = headerText(e, 'etag');
@@ -346,7 +354,7 @@ export class CacheFill {
       this.cache.store.delete(e.key);
       return { shared: false, forLeader };
     }
-    e.responseTime = now;
+    e.responseTime = this.responseTime;
     e.initialAgeMs = fresh.initialAgeMs;
     e.lifetimeMs = fresh.lifetimeMs;
     e.staleWhileRevalidateMs = fresh.staleWhileRevalidateMs;

@@ -96,10 +96,16 @@ export interface ResponseFacts {
   etag: string | null;
   lastModified: string | null;
   pragma: string | null;
+  /** Date.now() when the request that got this response was sent, and when its head arrived. */
+  requestTime: number;
+  responseTime: number;
 }
 
-export function emptyFacts(status: number): ResponseFacts {
-  return { status, cacheControl: null, expires: null, date: null, age: null, vary: null, setCookie: false, etag: null, lastModified: null, pragma: null };
+export function emptyFacts(status: number, now = Date.now()): ResponseFacts {
+  return {
+    status, cacheControl: null, expires: null, date: null, age: null, vary: null, setCookie: false, etag: null, lastModified: null, pragma: null,
+    requestTime: now, responseTime: now,
+  };
 }
 
 export interface StoreOptions {
@@ -142,7 +148,7 @@ export function storability(facts: ResponseFacts, request: Directives, hasAuthor
   else if (facts.expires !== null) {
     const exp = parseHttpDate(facts.expires);
     // An invalid Expires (e.g. "0") means already expired (RFC 9111 §5.3).
-    lifetime = Number.isNaN(exp) ? 0 : Math.max(0, exp - (Number.isNaN(dateMs) ? Date.now() : dateMs));
+    lifetime = Number.isNaN(exp) ? 0 : Math.max(0, exp - (Number.isNaN(dateMs) ? facts.responseTime : dateMs));
   } else if (opts.defaultTtlMs > 0) lifetime = opts.defaultTtlMs;
   else lifetime = -1;
   const noCache = d.noCache || (facts.cacheControl === null && facts.pragma !== null && /no-cache/i.test(facts.pragma));
@@ -151,14 +157,26 @@ export function storability(facts: ResponseFacts, request: Directives, hasAuthor
   if (lifetime < 0 && !hasValidator) return 'no freshness';
   if (lifetime <= 0 && !hasValidator) return 'expired';
   out.lifetimeMs = noCache ? 0 : Math.max(0, lifetime);
-  const age = facts.age !== null && /^\d+$/.test(facts.age.trim()) ? Number(facts.age.trim()) * 1000 : 0;
-  out.initialAgeMs = age;
+  out.initialAgeMs = initialAgeMs(facts, dateMs);
   out.mustRevalidate = d.mustRevalidate || d.proxyRevalidate || d.sMaxAge >= 0;
   out.noCache = noCache;
   out.staleWhileRevalidateMs = d.staleWhileRevalidate > 0 ? d.staleWhileRevalidate * 1000 : 0;
   out.staleIfErrorMs = d.staleIfError > 0 ? d.staleIfError * 1000 : 0;
   out.vary = vary;
   return null;
+}
+
+/** The age a response already has on arrival: corrected_initial_age of RFC 9111 §4.2.3, as
+ * written. The larger of its apparent age (our clock minus its Date, never below 0: an origin
+ * clock that runs ahead gains nothing, one that lags makes its responses older, as the RFC
+ * accepts) and its Age plus the time the request took. Date has whole seconds, so the arrival
+ * time is cut to the second before the two are compared: else a response dated this very
+ * second would already be up to 999 ms old (a max-age=1 response stale at once, half the time). */
+function initialAgeMs(facts: ResponseFacts, dateMs: number): number {
+  const apparent = Number.isNaN(dateMs) ? 0 : Math.max(0, Math.floor(facts.responseTime / 1000) * 1000 - dateMs);
+  const ageValue = facts.age !== null && /^\d+$/.test(facts.age.trim()) ? Number(facts.age.trim()) * 1000 : 0;
+  const corrected = ageValue + Math.max(0, facts.responseTime - facts.requestTime);
+  return apparent > corrected ? apparent : corrected;
 }
 
 export function emptyFreshness(): Freshness {

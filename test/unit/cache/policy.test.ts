@@ -75,6 +75,28 @@ describe('storability', () => {
   });
 });
 
+describe('initial age (RFC 9111 §4.2.3)', () => {
+  const at = Date.UTC(2025, 0, 1, 12, 0, 0, 500);
+  const ago = (s: number) => new Date(at - 500 - s * 1000).toUTCString();
+  const age = (over: Partial<ResponseFacts>) => check({ cacheControl: 'max-age=60', requestTime: at, responseTime: at, ...over }).fresh.initialAgeMs;
+
+  it('is the larger of the apparent age (arrival minus Date) and Age plus the request\'s time', () => {
+    expect(age({ date: ago(100) })).toBe(100_000);
+    expect(age({ date: ago(100), age: '7' })).toBe(100_000);
+    expect(age({ date: ago(3), age: '7' })).toBe(7000);
+    // The time the request took counts with Age (response_delay).
+    expect(age({ date: ago(0), age: '7', requestTime: at - 2000 })).toBe(9000);
+    expect(age({ requestTime: at - 250 })).toBe(250);
+  });
+
+  it('a Date of this second, in the future (origin clock ahead), absent or invalid adds nothing', () => {
+    expect(age({ date: ago(0) })).toBe(0);
+    expect(age({ date: ago(-30) })).toBe(0);
+    expect(age({})).toBe(0);
+    expect(age({ date: 'yesterday' })).toBe(0);
+  });
+});
+
 describe('validators', () => {
   it('If-None-Match uses weak comparison and lists; * matches any ETag', () => {
     expect(etagMatches('"a"', '"a"')).toBe(true);
