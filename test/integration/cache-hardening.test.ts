@@ -101,6 +101,23 @@ beforeAll(async () => {
       res.end(body);
       return;
     }
+    if (path.startsWith('/twice')) {
+      // The same freshness directive or field given twice (in one field line or two).
+      const body = `twice ${n}`;
+      const past = new Date(Date.now() - 60_000).toUTCString();
+      const future = new Date(Date.now() + 60_000).toUTCString();
+      const fields: Record<string, string | string[]> = {
+        'one-line': { 'cache-control': 'max-age=0, max-age=60' },
+        'two-lines': { 'cache-control': ['max-age=0', 'max-age=60'] },
+        's-maxage': { 'cache-control': 's-maxage=0, s-maxage=60' },
+        expires: { expires: [past, future] },
+        same: { 'cache-control': ['max-age=60', 'max-age=60'] },
+      }[url.searchParams.get('mode')!] as Record<string, string | string[]>;
+      for (const [name, value] of Object.entries(fields)) res.setHeader(name, value);
+      res.writeHead(200, { 'content-length': String(body.length) });
+      res.end(body);
+      return;
+    }
     if (path.startsWith('/echo')) {
       const varied = url.searchParams.get('vary');
       const body = `url ${req.url} n ${n}` + (varied === null ? '' : ` v ${req.headers[varied.toLowerCase()]}`);
@@ -256,6 +273,19 @@ describe('cache hardening', () => {
     expect(c.xcache).toBe('HIT');
     expect(Number(c.headers.get('age'))).toBeGreaterThanOrEqual(30);
     expect(Number(c.headers.get('age'))).toBeLessThan(60);
+  });
+
+  it('max-age, s-maxage or Expires given twice with different values makes the response stale (RFC 9111 §4.2.1)', async () => {
+    for (const mode of ['one-line', 'two-lines', 's-maxage', 'expires']) {
+      const path = `/twice-${mode}?mode=${mode}`;
+      await get(path);
+      const b = await get(path);
+      expect(b.xcache, mode).toBe('MISS');
+      expect(b.body, mode).toBe('twice 2');
+    }
+    // The same value twice is no conflict.
+    await get('/twice-same?mode=same');
+    expect((await get('/twice-same?mode=same')).xcache).toBe('HIT');
   });
 
   it('percent-encoded and plain targets are different keys', async () => {

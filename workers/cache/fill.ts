@@ -249,7 +249,13 @@ export class CacheFill {
       const v = raw[i + 1];
       switch (name) {
         case 'cache-control': f.cacheControl = f.cacheControl === null ? v.toString('latin1') : f.cacheControl + ', ' + v.toString('latin1'); break;
-        case 'expires': f.expires = v.toString('latin1'); break;
+        case 'expires': {
+          // Two different Expires: joined they are no HTTP-date, so the response counts as
+          // already expired (RFC 9111 §4.2.1: use the first, or consider it stale).
+          const text = v.toString('latin1');
+          f.expires = f.expires === null || f.expires === text ? text : f.expires + ', ' + text;
+          break;
+        }
         case 'date': f.date = v.toString('latin1'); break;
         case 'age': f.age = v.toString('latin1'); break;
         case 'vary': f.vary = f.vary === null ? v.toString('latin1') : f.vary + ', ' + v.toString('latin1'); break;

@@ -58,12 +58,21 @@ function seconds(arg: string): number {
   return /^\d+$/.test(arg) ? Math.min(Number(arg), 2 ** 31) : 0;
 }
 
+/** A directive's seconds, given it may have been seen before (-1: not). The same value again
+ * stands; a different one gives 0. RFC 9111 §4.2.1 lets a cache use the first of conflicting
+ * max-age values or consider the response stale: ugate takes stale, the reading that never keeps
+ * a response longer than the origin may have meant (likewise no stale window, and for a request
+ * max-age, a trip upstream). */
+function secondsAgain(previous: number, value: number): number {
+  return previous === -1 || previous === value ? value : 0;
+}
+
 function applyDirective(d: Directives, name: string, arg: string): void {
   switch (name) {
-    case 'max-age': d.maxAge = seconds(arg); break;
-    case 's-maxage': d.sMaxAge = seconds(arg); break;
-    case 'stale-while-revalidate': d.staleWhileRevalidate = seconds(arg); break;
-    case 'stale-if-error': d.staleIfError = seconds(arg); break;
+    case 'max-age': d.maxAge = secondsAgain(d.maxAge, seconds(arg)); break;
+    case 's-maxage': d.sMaxAge = secondsAgain(d.sMaxAge, seconds(arg)); break;
+    case 'stale-while-revalidate': d.staleWhileRevalidate = secondsAgain(d.staleWhileRevalidate, seconds(arg)); break;
+    case 'stale-if-error': d.staleIfError = secondsAgain(d.staleIfError, seconds(arg)); break;
     case 'min-fresh': d.minFresh = seconds(arg); break;
     case 'no-store': d.noStore = true; break;
     // no-cache="field" (qualified) is treated as plain no-cache: the conservative reading.

@@ -26,6 +26,15 @@ describe('parseCacheControl', () => {
     expect(parseCacheControl('max-age=abc').maxAge).toBe(0);
     expect(parseCacheControl('').maxAge).toBe(-1);
   });
+
+  it('a seconds directive repeated with another value counts as 0 (stale), with the same value as given', () => {
+    expect(parseCacheControl('max-age=0, max-age=60').maxAge).toBe(0);
+    expect(parseCacheControl('max-age=60, max-age=600').maxAge).toBe(0);
+    expect(parseCacheControl('max-age=60, public, max-age=60').maxAge).toBe(60);
+    expect(parseCacheControl('s-maxage=5, s-maxage=50').sMaxAge).toBe(0);
+    expect(parseCacheControl('stale-while-revalidate=5, stale-if-error=9, stale-while-revalidate=50, stale-if-error=90')).toMatchObject({ staleWhileRevalidate: 0, staleIfError: 0 });
+    expect(check({ cacheControl: 'max-age=0, max-age=60' }).why).toBe('expired');
+  });
 });
 
 describe('storability', () => {
