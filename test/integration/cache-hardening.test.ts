@@ -118,6 +118,12 @@ beforeAll(async () => {
       res.end(body);
       return;
     }
+    if (path.startsWith('/swr-ask')) {
+      const body = `swr ${n}`;
+      res.writeHead(200, { 'cache-control': 'max-age=1, stale-while-revalidate=60', 'content-length': String(body.length) });
+      res.end(body);
+      return;
+    }
     if (path.startsWith('/echo')) {
       const varied = url.searchParams.get('vary');
       const body = `url ${req.url} n ${n}` + (varied === null ? '' : ` v ${req.headers[varied.toLowerCase()]}`);
@@ -286,6 +292,17 @@ describe('cache hardening', () => {
     // The same value twice is no conflict.
     await get('/twice-same?mode=same');
     expect((await get('/twice-same?mode=same')).xcache).toBe('HIT');
+  });
+
+  it('a request that asks for fresh (min-fresh, no-cache, max-age=0) is not answered stale under stale-while-revalidate', async () => {
+    const asks = ['min-fresh=5', 'no-cache', 'max-age=0'];
+    for (const [i] of asks.entries()) await get(`/swr-ask-${i}`);
+    await sleep(1100);
+    for (const [i, cc] of asks.entries()) {
+      const b = await get(`/swr-ask-${i}`, { 'cache-control': cc });
+      expect(b.xcache, cc).toBe('MISS');
+      expect(b.body, cc).toBe('swr 2');
+    }
   });
 
   it('percent-encoded and plain targets are different keys', async () => {
