@@ -124,6 +124,26 @@ beforeAll(async () => {
       res.end(body);
       return;
     }
+    if (path.startsWith('/moved')) {
+      // The resource changed: to the cache's validators for the first response the origin
+      // answers 304 with its new validator (?by=etag: ETag, else Last-Modified), after 300 ms
+      // (?cc: the first response's Cache-Control); unconditionally, the new body.
+      const byEtag = url.searchParams.get('by') === 'etag';
+      const first = { etag: '"e1"', 'last-modified': new Date(Date.UTC(2020, 0, 1)).toUTCString() };
+      const now = { etag: '"e2"', 'last-modified': new Date(Date.UTC(2021, 0, 1)).toUTCString() };
+      const validator = (v: typeof first): Record<string, string> => (byEtag ? { etag: v.etag } : { 'last-modified': v['last-modified'] });
+      if (req.headers['if-none-match'] !== undefined || req.headers['if-modified-since'] !== undefined) {
+        setTimeout(() => {
+          res.writeHead(304, { ...validator(now), 'cache-control': 'max-age=60' });
+          res.end();
+        }, 300);
+        return;
+      }
+      const body = n === 1 ? 'old' : `new ${n}`;
+      res.writeHead(200, { ...validator(n === 1 ? first : now), 'cache-control': n === 1 ? url.searchParams.get('cc')! : 'max-age=60', 'content-length': String(body.length) });
+      res.end(body);
+      return;
+    }
     if (path.startsWith('/echo')) {
       const varied = url.searchParams.get('vary');
       const body = `url ${req.url} n ${n}` + (varied === null ? '' : ` v ${req.headers[varied.toLowerCase()]}`);
@@ -303,6 +323,38 @@ describe('cache hardening', () => {
       expect(b.xcache, cc).toBe('MISS');
       expect(b.body, cc).toBe('swr 2');
     }
+  });
+
+  it('a 304 with another ETag or Last-Modified than the entry\'s does not refresh it: the request and its waiters get the new body (RFC 9111 §4.3.4)', async () => {
+    for (const by of ['etag', 'lm']) {
+      const path = `/moved-${by}?by=${by}&cc=max-age%3D1`;
+      expect((await get(path)).body).toBe('old');
+      await sleep(1100);
+      // The leader's revalidation gets the 304 after 300 ms; the second request waits on it.
+      const leader = get(path);
+      await sleep(100);
+      const waiter = await get(path);
+      const l = await leader;
+      expect(l.body, by).toBe('new 3');
+      expect(l.xcache, by).toBe('MISS');
+      expect(waiter.body, by).toBe('new 3');
+      expect(hits.get(`/moved-${by}`), by).toBe(3);
+      const after = await get(path);
+      expect(after.xcache, by).toBe('HIT');
+      expect(after.body, by).toBe('new 3');
+    }
+  });
+
+  it('a background refresh answered by a 304 with another ETag drops the entry instead of refreshing it', async () => {
+    const path = '/moved-swr?by=etag&cc=max-age%3D1%2C%20stale-while-revalidate%3D60';
+    expect((await get(path)).body).toBe('old');
+    await sleep(1100);
+    expect((await get(path)).xcache).toBe('STALE');
+    await eventually(() => hits.get('/moved-swr') === 2);
+    await sleep(400);
+    const c = await get(path);
+    expect(c.xcache).toBe('MISS');
+    expect(c.body).toBe('new 3');
   });
 
   it('percent-encoded and plain targets are different keys', async () => {

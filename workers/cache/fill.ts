@@ -12,9 +12,9 @@ import { continueFrom, CACHE_LOOKUP, CACHE_RESUME } from '../pipeline';
 import { respondError } from '../respond';
 import { noteAnswer, noteAttemptFailed } from '../retry';
 import { upstreamErrorId } from '../stages/stream-back';
-import { releaseBackend } from '../stages/upstream';
-import type { WorkerCache } from './cache';
-import { emptyDirectives, emptyFacts, emptyFreshness, storability, type Directives, type Freshness, type ResponseFacts } from './policy';
+import { redispatch, releaseBackend } from '../stages/upstream';
+import { withoutConditionals, type WorkerCache } from './cache';
+import { emptyDirectives, emptyFacts, emptyFreshness, notModifiedMatches, storability, type Directives, type Freshness, type ResponseFacts } from './policy';
 import { serveEntry } from './serve';
 import { connectionNamed, RESPONSE_HOP_FIELDS, statusLine } from '../http-fields';
 import { entrySize, type CacheEntry } from './store';
@@ -71,6 +71,10 @@ export class CacheFill {
     this.scan(status, raw);
     const stale = this.stale;
     if (status === 304 && stale !== null && this.revalidating) {
+      if (!notModifiedMatches(this.facts!, stale.etag, stale.lastModified)) {
+        this.notModifiedForAnother(stale);
+        return true;
+      }
       this.cache.stats.revalidated++;
       this.settleRevalidated(stale, now);
       return true;
@@ -195,6 +199,24 @@ export class CacheFill {
     if (this.leader !== null) serveEntry(this.leader, r.forLeader, 'REVALIDATED', now, this.leaderHeaders ?? this.leader.headers);
   }
 
+  /** The 304 is for another representation than the entry (its validator differs): it
+   * must not refresh it (RFC 9111 §4.3.4), and the entry is outdated, so it goes (L1 and L2).
+   * The leader asks again without validators, as a plain miss, and its waiters wait for that
+   * answer; a background refresh just ends (the next request fetches). */
+  private notModifiedForAnother(stale: CacheEntry): void {
+    this.cache.store.delete(stale.key);
+    if (this.cache.l2 !== null) this.cache.l2.delete(stale.key);
+    this.stale = null;
+    this.revalidating = false;
+    const leader = this.leader;
+    if (leader === null) {
+      this.release();
+      return;
+    }
+    this.requestTime = Date.now();
+    redispatch(leader, withoutConditionals(leader.headers));
+  }
+
   private settleWithEntry(entry: CacheEntry, label: string, serveLeader: boolean, leaderEntry: CacheEntry = entry): void {
     this.finishSettle();
     const now = Date.now();
@@ -239,6 +261,7 @@ export class CacheFill {
 
   /** One pass over the raw head: the facts the policy needs, and the fields worth storing. */
   private scan(status: number, raw: Buffer[]): void {
+    this.expected = -1;
     const f = emptyFacts(status, this.responseTime);
     f.requestTime = this.requestTime;
     const names: string[] = [];

@@ -1,7 +1,7 @@
 // RFC 9111 storability and freshness, without sockets.
 import { describe, expect, it } from 'vitest';
 import {
-  emptyDirectives, emptyFacts, emptyFreshness, etagMatches, notModifiedSince, parseCacheControl, parseVary, storability,
+  emptyDirectives, emptyFacts, emptyFreshness, etagMatches, notModifiedMatches, notModifiedSince, parseCacheControl, parseVary, storability,
   type ResponseFacts,
 } from '../../../workers/cache/policy';
 
@@ -122,6 +122,24 @@ describe('validators', () => {
     expect(notModifiedSince(new Date(Date.now() - 120_000).toUTCString(), lm)).toBe(false);
     expect(notModifiedSince('garbage', lm)).toBe(false);
     expect(notModifiedSince(lm, null)).toBe(false);
+  });
+
+  it('a 304 refreshes the entry only when its ETag (else Last-Modified) is the entry\'s', () => {
+    const lm = new Date(Date.UTC(2020, 0, 1)).toUTCString();
+    const match = (f: Partial<ResponseFacts>, etag: string | null, lastModified: string | null = null) =>
+      notModifiedMatches(facts({ status: 304, ...f }), etag, lastModified);
+    expect(match({ etag: '"a"' }, '"a"')).toBe(true);
+    expect(match({ etag: '"b"' }, '"a"')).toBe(false);
+    expect(match({ etag: '"a"' }, null, lm)).toBe(false);
+    // Weak comparison, as for If-None-Match: W/"a" and "a" are the same version.
+    expect(match({ etag: '"a"' }, 'W/"a"')).toBe(true);
+    expect(match({ etag: 'W/"a"' }, '"a"')).toBe(true);
+    // Without an ETag, Last-Modified decides (as a date).
+    expect(match({ lastModified: lm }, '"a"', new Date(Date.UTC(2020, 0, 1)).toUTCString())).toBe(true);
+    expect(match({ lastModified: new Date(Date.UTC(2021, 0, 1)).toUTCString() }, null, lm)).toBe(false);
+    expect(match({ lastModified: lm }, '"a"', null)).toBe(false);
+    // Neither: the answer to the validators ugate sent.
+    expect(match({}, '"a"', lm)).toBe(true);
   });
 
   it('parseVary', () => {
