@@ -144,6 +144,22 @@ beforeAll(async () => {
       res.end(body);
       return;
     }
+    if (path.startsWith('/vary-moved')) {
+      // Stored without Vary; the 304 to the cache's revalidation says the resource now varies
+      // on Accept-Language, and so do its 200s.
+      if (req.headers['if-none-match'] === '"v"') {
+        res.writeHead(304, { etag: '"v"', vary: 'Accept-Language', 'cache-control': 'max-age=60' });
+        res.end();
+        return;
+      }
+      const lang = req.headers['accept-language'];
+      const body = n === 1 ? 'plain' : `lang ${lang}`;
+      const headers: Record<string, string> = { etag: n === 1 ? '"v"' : `"v-${lang}"`, 'cache-control': n === 1 ? 'max-age=1' : 'max-age=60', 'content-length': String(body.length) };
+      if (n > 1) headers.vary = 'Accept-Language';
+      res.writeHead(200, headers);
+      res.end(body);
+      return;
+    }
     if (path.startsWith('/echo')) {
       const varied = url.searchParams.get('vary');
       const body = `url ${req.url} n ${n}` + (varied === null ? '' : ` v ${req.headers[varied.toLowerCase()]}`);
@@ -355,6 +371,16 @@ describe('cache hardening', () => {
     const c = await get(path);
     expect(c.xcache).toBe('MISS');
     expect(c.body).toBe('new 3');
+  });
+
+  it('a 304 whose Vary differs from the entry\'s does not refresh it for every variant', async () => {
+    expect((await get('/vary-moved')).body).toBe('plain');
+    await sleep(1100);
+    expect((await get('/vary-moved', { 'accept-language': 'fr' })).body).toBe('lang fr');
+    const de = await get('/vary-moved', { 'accept-language': 'de' });
+    expect(de.body).toBe('lang de');
+    expect(de.xcache).toBe('MISS');
+    expect((await get('/vary-moved', { 'accept-language': 'fr' })).xcache).toBe('HIT');
   });
 
   it('percent-encoded and plain targets are different keys', async () => {

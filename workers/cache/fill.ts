@@ -71,7 +71,7 @@ export class CacheFill {
     this.scan(status, raw);
     const stale = this.stale;
     if (status === 304 && stale !== null && this.revalidating) {
-      if (!notModifiedMatches(this.facts!, stale.etag, stale.lastModified)) {
+      if (!notModifiedMatches(this.facts!, stale.etag, stale.lastModified, stale.vary)) {
         this.notModifiedForAnother(stale);
         return true;
       }
@@ -199,7 +199,7 @@ export class CacheFill {
     if (this.leader !== null) serveEntry(this.leader, r.forLeader, 'REVALIDATED', now, this.leaderHeaders ?? this.leader.headers);
   }
 
-  /** The 304 is for another representation than the entry (its validator differs): it
+  /** The 304 is for another representation than the entry (its validator or Vary differs): it
    * must not refresh it (RFC 9111 §4.3.4), and the entry is outdated, so it goes (L1 and L2).
    * The leader asks again without validators, as a plain miss, and its waiters wait for that
    * answer; a background refresh just ends (the next request fetches). */

@@ -224,18 +224,24 @@ function weakOpaque(tag: string): string {
   return t.startsWith('W/') ? t.slice(2) : t;
 }
 
-/** May a 304 refresh the entry it revalidated (its stored ETag and Last-Modified)? Only
+/** May a 304 refresh the entry it revalidated (stored ETag, Last-Modified and Vary names)? Only
  * if it speaks for that representation (RFC 9111 §4.3.4): its ETag is the entry's, else its
  * Last-Modified is. ETags are compared as If-None-Match compares them (weak comparison, RFC 9110
  * §13.1.2), not strongly: nginx's gzip weakens the 200's ETag (W/"x") but not the 304's ("x"),
  * and every revalidation would fetch the body twice. A 304 with neither is taken as the answer
  * to the validators ugate sent from the entry (RFC 9110 §15.4.5 wants the ETag repeated; not
- * every origin does). */
-export function notModifiedMatches(facts: ResponseFacts, etag: string | null, lastModified: string | null): boolean {
+ * every origin does). A Vary in the 304 must name the fields the entry is keyed on: else it
+ * speaks for another variant, and the entry's key would no longer select the right requests. */
+export function notModifiedMatches(facts: ResponseFacts, etag: string | null, lastModified: string | null, vary: readonly string[]): boolean {
   if (facts.etag !== null) {
     if (etag === null || weakOpaque(facts.etag) !== weakOpaque(etag)) return false;
   } else if (facts.lastModified !== null) {
     if (lastModified === null || !sameDate(facts.lastModified, lastModified)) return false;
+  }
+  if (facts.vary !== null) {
+    const names = parseVary(facts.vary);
+    if (names === null || names.length !== vary.length) return false;
+    for (let i = 0; i < names.length; i++) if (names[i] !== vary[i]) return false;
   }
   return true;
 }

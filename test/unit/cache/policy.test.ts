@@ -124,10 +124,10 @@ describe('validators', () => {
     expect(notModifiedSince(lm, null)).toBe(false);
   });
 
-  it('a 304 refreshes the entry only when its ETag (else Last-Modified) is the entry\'s', () => {
+  it('a 304 refreshes the entry only when its ETag (else Last-Modified) and Vary are the entry\'s', () => {
     const lm = new Date(Date.UTC(2020, 0, 1)).toUTCString();
-    const match = (f: Partial<ResponseFacts>, etag: string | null, lastModified: string | null = null) =>
-      notModifiedMatches(facts({ status: 304, ...f }), etag, lastModified);
+    const match = (f: Partial<ResponseFacts>, etag: string | null, lastModified: string | null = null, vary: string[] = []) =>
+      notModifiedMatches(facts({ status: 304, ...f }), etag, lastModified, vary);
     expect(match({ etag: '"a"' }, '"a"')).toBe(true);
     expect(match({ etag: '"b"' }, '"a"')).toBe(false);
     expect(match({ etag: '"a"' }, null, lm)).toBe(false);
@@ -140,6 +140,12 @@ describe('validators', () => {
     expect(match({ lastModified: lm }, '"a"', null)).toBe(false);
     // Neither: the answer to the validators ugate sent.
     expect(match({}, '"a"', lm)).toBe(true);
+    // Vary: absent keeps the entry's; present must name the same fields.
+    expect(match({ etag: '"a"', vary: 'Accept-Encoding' }, '"a"', null, ['accept-encoding'])).toBe(true);
+    expect(match({ etag: '"a"' }, '"a"', null, ['accept-encoding'])).toBe(true);
+    expect(match({ etag: '"a"', vary: 'Accept-Language' }, '"a"', null, [])).toBe(false);
+    expect(match({ etag: '"a"', vary: 'accept-encoding, accept-language' }, '"a"', null, ['accept-encoding'])).toBe(false);
+    expect(match({ etag: '"a"', vary: '*' }, '"a"', null, [])).toBe(false);
   });
 
   it('parseVary', () => {
