@@ -1,6 +1,7 @@
-// Cache cases from a hardening pass. The first eight each failed before their fix (a stored
-// response answering a request it must not, or something stored that must not be); the last
-// five are guards that already held (keys, Vary, HEAD/GET, cut bodies), kept as regressions.
+// Cache cases from hardening passes. Every case but the last five failed before its fix (a
+// stored response answering a request it must not, or something stored that must not be, or
+// kept fresh too long); the last five are guards that already held (keys, Vary, HEAD/GET, cut
+// bodies), kept as regressions.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrigin, type Origin } from '../helpers/origin';
 import { rawRequest } from '../helpers/raw';
@@ -88,6 +89,74 @@ beforeAll(async () => {
       // Seconds where an HTTP-date belongs (a common mistake): invalid, so already expired.
       const body = `expires ${n}`;
       res.writeHead(200, { expires: url.searchParams.get('v')!, 'content-length': String(body.length) });
+      res.end(body);
+      return;
+    }
+    if (path.startsWith('/dated')) {
+      // Date the given seconds in the past (the response waited in some cache upstream, or the
+      // origin's clock is behind), no Age field.
+      const body = `dated ${n}`;
+      const date = new Date(Date.now() - Number(url.searchParams.get('ago')) * 1000).toUTCString();
+      res.writeHead(200, { date, 'cache-control': 'max-age=60', 'content-length': String(body.length) });
+      res.end(body);
+      return;
+    }
+    if (path.startsWith('/twice')) {
+      // The same freshness directive or field given twice (in one field line or two).
+      const body = `twice ${n}`;
+      const past = new Date(Date.now() - 60_000).toUTCString();
+      const future = new Date(Date.now() + 60_000).toUTCString();
+      const fields: Record<string, string | string[]> = {
+        'one-line': { 'cache-control': 'max-age=0, max-age=60' },
+        'two-lines': { 'cache-control': ['max-age=0', 'max-age=60'] },
+        's-maxage': { 'cache-control': 's-maxage=0, s-maxage=60' },
+        expires: { expires: [past, future] },
+        same: { 'cache-control': ['max-age=60', 'max-age=60'] },
+      }[url.searchParams.get('mode')!] as Record<string, string | string[]>;
+      for (const [name, value] of Object.entries(fields)) res.setHeader(name, value);
+      res.writeHead(200, { 'content-length': String(body.length) });
+      res.end(body);
+      return;
+    }
+    if (path.startsWith('/swr-ask')) {
+      const body = `swr ${n}`;
+      res.writeHead(200, { 'cache-control': 'max-age=1, stale-while-revalidate=60', 'content-length': String(body.length) });
+      res.end(body);
+      return;
+    }
+    if (path.startsWith('/moved')) {
+      // The resource changed: to the cache's validators for the first response the origin
+      // answers 304 with its new validator (?by=etag: ETag, else Last-Modified), after 300 ms
+      // (?cc: the first response's Cache-Control); unconditionally, the new body.
+      const byEtag = url.searchParams.get('by') === 'etag';
+      const first = { etag: '"e1"', 'last-modified': new Date(Date.UTC(2020, 0, 1)).toUTCString() };
+      const now = { etag: '"e2"', 'last-modified': new Date(Date.UTC(2021, 0, 1)).toUTCString() };
+      const validator = (v: typeof first): Record<string, string> => (byEtag ? { etag: v.etag } : { 'last-modified': v['last-modified'] });
+      if (req.headers['if-none-match'] !== undefined || req.headers['if-modified-since'] !== undefined) {
+        setTimeout(() => {
+          res.writeHead(304, { ...validator(now), 'cache-control': 'max-age=60' });
+          res.end();
+        }, 300);
+        return;
+      }
+      const body = n === 1 ? 'old' : `new ${n}`;
+      res.writeHead(200, { ...validator(n === 1 ? first : now), 'cache-control': n === 1 ? url.searchParams.get('cc')! : 'max-age=60', 'content-length': String(body.length) });
+      res.end(body);
+      return;
+    }
+    if (path.startsWith('/vary-moved')) {
+      // Stored without Vary; the 304 to the cache's revalidation says the resource now varies
+      // on Accept-Language, and so do its 200s.
+      if (req.headers['if-none-match'] === '"v"') {
+        res.writeHead(304, { etag: '"v"', vary: 'Accept-Language', 'cache-control': 'max-age=60' });
+        res.end();
+        return;
+      }
+      const lang = req.headers['accept-language'];
+      const body = n === 1 ? 'plain' : `lang ${lang}`;
+      const headers: Record<string, string> = { etag: n === 1 ? '"v"' : `"v-${lang}"`, 'cache-control': n === 1 ? 'max-age=1' : 'max-age=60', 'content-length': String(body.length) };
+      if (n > 1) headers.vary = 'Accept-Language';
+      res.writeHead(200, headers);
       res.end(body);
       return;
     }
@@ -231,6 +300,87 @@ describe('cache hardening', () => {
     const when = encodeURIComponent(new Date(Date.now() + 60_000).toUTCString());
     await get(`/expires-num-date?v=${when}`);
     expect((await get(`/expires-num-date?v=${when}`)).xcache).toBe('HIT');
+  });
+
+  it('the age of a response counts from its Date (RFC 9111 §4.2.3), not only from its Age field', async () => {
+    // Date 100 s ago, max-age=60: stale on arrival, so the next request goes to the origin.
+    expect((await get('/dated-100?ago=100')).body).toBe('dated 1');
+    const b = await get('/dated-100?ago=100');
+    expect(b.xcache).toBe('MISS');
+    expect(b.body).toBe('dated 2');
+    expect(hits.get('/dated-100')).toBe(2);
+    // Date 30 s ago: fresh for 30 s more, and served with the age it already had.
+    await get('/dated-30?ago=30');
+    const c = await get('/dated-30?ago=30');
+    expect(c.xcache).toBe('HIT');
+    expect(Number(c.headers.get('age'))).toBeGreaterThanOrEqual(30);
+    expect(Number(c.headers.get('age'))).toBeLessThan(60);
+  });
+
+  it('max-age, s-maxage or Expires given twice with different values makes the response stale (RFC 9111 §4.2.1)', async () => {
+    for (const mode of ['one-line', 'two-lines', 's-maxage', 'expires']) {
+      const path = `/twice-${mode}?mode=${mode}`;
+      await get(path);
+      const b = await get(path);
+      expect(b.xcache, mode).toBe('MISS');
+      expect(b.body, mode).toBe('twice 2');
+    }
+    // The same value twice is no conflict.
+    await get('/twice-same?mode=same');
+    expect((await get('/twice-same?mode=same')).xcache).toBe('HIT');
+  });
+
+  it('a request that asks for fresh (min-fresh, no-cache, max-age=0) is not answered stale under stale-while-revalidate', async () => {
+    const asks = ['min-fresh=5', 'no-cache', 'max-age=0'];
+    for (const [i] of asks.entries()) await get(`/swr-ask-${i}`);
+    await sleep(1100);
+    for (const [i, cc] of asks.entries()) {
+      const b = await get(`/swr-ask-${i}`, { 'cache-control': cc });
+      expect(b.xcache, cc).toBe('MISS');
+      expect(b.body, cc).toBe('swr 2');
+    }
+  });
+
+  it('a 304 with another ETag or Last-Modified than the entry\'s does not refresh it: the request and its waiters get the new body (RFC 9111 §4.3.4)', async () => {
+    for (const by of ['etag', 'lm']) {
+      const path = `/moved-${by}?by=${by}&cc=max-age%3D1`;
+      expect((await get(path)).body).toBe('old');
+      await sleep(1100);
+      // The leader's revalidation gets the 304 after 300 ms; the second request waits on it.
+      const leader = get(path);
+      await sleep(100);
+      const waiter = await get(path);
+      const l = await leader;
+      expect(l.body, by).toBe('new 3');
+      expect(l.xcache, by).toBe('MISS');
+      expect(waiter.body, by).toBe('new 3');
+      expect(hits.get(`/moved-${by}`), by).toBe(3);
+      const after = await get(path);
+      expect(after.xcache, by).toBe('HIT');
+      expect(after.body, by).toBe('new 3');
+    }
+  });
+
+  it('a background refresh answered by a 304 with another ETag drops the entry instead of refreshing it', async () => {
+    const path = '/moved-swr?by=etag&cc=max-age%3D1%2C%20stale-while-revalidate%3D60';
+    expect((await get(path)).body).toBe('old');
+    await sleep(1100);
+    expect((await get(path)).xcache).toBe('STALE');
+    await eventually(() => hits.get('/moved-swr') === 2);
+    await sleep(400);
+    const c = await get(path);
+    expect(c.xcache).toBe('MISS');
+    expect(c.body).toBe('new 3');
+  });
+
+  it('a 304 whose Vary differs from the entry\'s does not refresh it for every variant', async () => {
+    expect((await get('/vary-moved')).body).toBe('plain');
+    await sleep(1100);
+    expect((await get('/vary-moved', { 'accept-language': 'fr' })).body).toBe('lang fr');
+    const de = await get('/vary-moved', { 'accept-language': 'de' });
+    expect(de.body).toBe('lang de');
+    expect(de.xcache).toBe('MISS');
+    expect((await get('/vary-moved', { 'accept-language': 'fr' })).xcache).toBe('HIT');
   });
 
   it('percent-encoded and plain targets are different keys', async () => {

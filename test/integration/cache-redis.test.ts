@@ -111,6 +111,36 @@ describe.skipIf(!HAS_REDIS)('L2 cache in Redis', () => {
     expect(origin.hits('/r/purge')).toBe(2);
   });
 
+  it('an entry in Redis larger than this process\'s --cache-max-entry is neither served from L2 nor put in L1', async () => {
+    // a (--cache-max-entry 1mb) stores 100 KB; small (64kb) must not take it from Redis.
+    const small = await startUgate(['--upstream', origin.url, '--cache-size', '1mb', '--cache-max-entry', '64kb', '--redis', redis.url], { workers: 1 });
+    try {
+      const q = '/r/big?cc=max-age%3D60&size=100000';
+      expect((await get(a, q)).body.length).toBe(100_000);
+      const probe = new Redis(redis.url);
+      try {
+        await eventually(async () => (await probe.keys('ugate:c:*\n/r/big*')).length === 1);
+      } finally {
+        probe.disconnect();
+      }
+      for (let i = 0; i < 2; i++) {
+        const r = await get(small, q);
+        expect(r.body.length).toBe(100_000);
+        expect(r.xcache).toBe('MISS');
+      }
+      expect(origin.hits('/r/big')).toBe(3);
+      // Once telemetry has both misses: nothing held in L1, no L2 hit counted.
+      const m = await eventually(async () => {
+        const text = await small.metrics();
+        return /ugate_cache_misses_total 2\b/.test(text) && text;
+      });
+      expect(m).toMatch(/ugate_cache_bytes 0\b/);
+      expect(m).toMatch(/ugate_cache_l2_hits_total 0\b/);
+    } finally {
+      await small.stop();
+    }
+  });
+
   it('a Redis that does not answer costs at most the L2 timeout: the request still succeeds', async () => {
     // SIGSTOP: the connection stays open, and nothing answers on it.
     redis.proc.kill('SIGSTOP');

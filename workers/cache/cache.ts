@@ -82,7 +82,10 @@ export class WorkerCache {
   private afterL2(fill: CacheFill, found: CacheEntry | null, now: number): void {
     const x = fill.leader!;
     const headers = fill.leaderHeaders!;
-    if (found !== null && this.keyWithVary(headers, fill.primary, found.vary) === found.key) {
+    // A body over this process's --cache-max-entry (stored by a process with a larger limit)
+    // counts as a miss: not put in L1, not served or revalidated from memory; the response
+    // streams through uncached, as any too-large one does.
+    if (found !== null && found.body.length <= this.options.maxEntry && this.keyWithVary(headers, fill.primary, found.vary) === found.key) {
       (found as { size: number }).size = entrySize(found.key, found.names, found.values, found.body);
       if (this.isFresh(found, fill.request, now)) {
         this.store.set(found);

@@ -12,9 +12,9 @@ import { continueFrom, CACHE_LOOKUP, CACHE_RESUME } from '../pipeline';
 import { respondError } from '../respond';
 import { noteAnswer, noteAttemptFailed } from '../retry';
 import { upstreamErrorId } from '../stages/stream-back';
-import { releaseBackend } from '../stages/upstream';
-import type { WorkerCache } from './cache';
-import { emptyDirectives, emptyFacts, emptyFreshness, storability, type Directives, type Freshness, type ResponseFacts } from './policy';
+import { redispatch, releaseBackend } from '../stages/upstream';
+import { withoutConditionals, type WorkerCache } from './cache';
+import { emptyDirectives, emptyFacts, emptyFreshness, notModifiedMatches, storability, type Directives, type Freshness, type ResponseFacts } from './policy';
 import { serveEntry } from './serve';
 import { connectionNamed, RESPONSE_HOP_FIELDS, statusLine } from '../http-fields';
 import { entrySize, type CacheEntry } from './store';
@@ -29,6 +29,11 @@ export class CacheFill {
   settled = false;
   /** The leader's request fields as the client sent them (its x.headers now carry the cache's validators). */
   leaderHeaders: readonly string[] | null = null;
+  /** When the request went upstream, for the response's age (RFC 9111 §4.2.3). A leader that
+   * first waited on L2 counts that wait too: at most --cache-l2-timeout of age, the safe side. */
+  requestTime = Date.now();
+  /** When the response head arrived. */
+  private responseTime = 0;
   private status = 0;
   private capturing = false;
   private names: string[] = [];
@@ -60,11 +65,16 @@ export class CacheFill {
    * the caller must then ignore the rest of this response. */
   onHeaders(status: number, statusText: string, raw: Buffer[]): boolean {
     if (this.settled) return false;
+    const now = Date.now();
     this.status = status;
+    this.responseTime = now;
     this.scan(status, raw);
     const stale = this.stale;
-    const now = Date.now();
     if (status === 304 && stale !== null && this.revalidating) {
+      if (!notModifiedMatches(this.facts!, stale.etag, stale.lastModified, stale.vary)) {
+        this.notModifiedForAnother(stale);
+        return true;
+      }
       this.cache.stats.revalidated++;
       this.settleRevalidated(stale, now);
       return true;
@@ -115,7 +125,7 @@ export class CacheFill {
     }
     const body = this.body ?? (this.chunks!.length === 1 ? this.chunks![0] : Buffer.concat(this.chunks!, this.received));
     this.dropCapture();
-    const entry = this.buildEntry(body, Date.now());
+    const entry = this.buildEntry(body);
     if (!this.cache.store.set(entry)) {
       this.release();
       return;
@@ -178,7 +188,7 @@ export class CacheFill {
   /** A 304 answered the revalidation: refresh the entry, serve the leader (with any cookie the
    * 304 set for it), and the waiters only if the refreshed response may still be shared. */
   private settleRevalidated(stale: CacheEntry, now: number): void {
-    const r = this.refresh(stale, now);
+    const r = this.refresh(stale);
     if (r.shared) {
       this.settleWithEntry(stale, 'REVALIDATED', true, r.forLeader);
       return;
@@ -187,6 +197,24 @@ export class CacheFill {
     // request that revalidated it, never the other clients coalesced on it. They go upstream.
     this.release();
     if (this.leader !== null) serveEntry(this.leader, r.forLeader, 'REVALIDATED', now, this.leaderHeaders ?? this.leader.headers);
+  }
+
+  /** The 304 is for another representation than the entry (its validator or Vary differs): it
+   * must not refresh it (RFC 9111 §4.3.4), and the entry is outdated, so it goes (L1 and L2).
+   * The leader asks again without validators, as a plain miss, and its waiters wait for that
+   * answer; a background refresh just ends (the next request fetches). */
+  private notModifiedForAnother(stale: CacheEntry): void {
+    this.cache.store.delete(stale.key);
+    if (this.cache.l2 !== null) this.cache.l2.delete(stale.key);
+    this.stale = null;
+    this.revalidating = false;
+    const leader = this.leader;
+    if (leader === null) {
+      this.release();
+      return;
+    }
+    this.requestTime = Date.now();
+    redispatch(leader, withoutConditionals(leader.headers));
   }
 
   private settleWithEntry(entry: CacheEntry, label: string, serveLeader: boolean, leaderEntry: CacheEntry = entry): void {
@@ -233,7 +261,9 @@ export class CacheFill {
 
   /** One pass over the raw head: the facts the policy needs, and the fields worth storing. */
   private scan(status: number, raw: Buffer[]): void {
-    const f = emptyFacts(status);
+    this.expected = -1;
+    const f = emptyFacts(status, this.responseTime);
+    f.requestTime = this.requestTime;
     const names: string[] = [];
     const values: Buffer[] = [];
     let dropNamed: string[] | null = null;
@@ -242,7 +272,13 @@ export class CacheFill {
       const v = raw[i + 1];
       switch (name) {
         case 'cache-control': f.cacheControl = f.cacheControl === null ? v.toString('latin1') : f.cacheControl + ', ' + v.toString('latin1'); break;
-        case 'expires': f.expires = v.toString('latin1'); break;
+        case 'expires': {
+          // Two different Expires: joined they are no HTTP-date, so the response counts as
+          // already expired (RFC 9111 §4.2.1: use the first, or consider it stale).
+          const text = v.toString('latin1');
+          f.expires = f.expires === null || f.expires === text ? text : f.expires + ', ' + text;
+          break;
+        }
         case 'date': f.date = v.toString('latin1'); break;
         case 'age': f.age = v.toString('latin1'); break;
         case 'vary': f.vary = f.vary === null ? v.toString('latin1') : f.vary + ', ' + v.toString('latin1'); break;
@@ -273,7 +309,7 @@ export class CacheFill {
     this.values = values;
   }
 
-  private buildEntry(body: Buffer, now: number): CacheEntry {
+  private buildEntry(body: Buffer): CacheEntry {
     const fresh = this.fresh!;
     const f = this.facts!;
     // The key depends on the Vary this response announced.
@@ -288,7 +324,7 @@ export class CacheFill {
       values: this.values,
       body,
       size: entrySize(key, this.names, this.values, body),
-      responseTime: now,
+      responseTime: this.responseTime,
       initialAgeMs: fresh.initialAgeMs,
       lifetimeMs: fresh.lifetimeMs,
       staleWhileRevalidateMs: fresh.staleWhileRevalidateMs,
@@ -304,7 +340,7 @@ export class CacheFill {
   /** A 304 refreshes the stored entry: its fields replace the stored ones, freshness restarts.
    * `shared`: the refreshed response may still answer other requests (false: it was dropped).
    * `forLeader`: what the revalidating request gets (the entry plus the 304's Set-Cookie). */
-  private refresh(e: CacheEntry, now: number): { shared: boolean; forLeader: CacheEntry } {
+  private refresh(e: CacheEntry): { shared: boolean; forLeader: CacheEntry } {
     const names = this.names;
     // Set-Cookie in a 304 is the revalidating client's own cookie: merged into the shared entry it
     // would be handed to every later client (a session leak). Like a 200 with Set-Cookie, it is
@@ -333,7 +369,8 @@ export class CacheFill {
     if (cookies !== null) {
       forLeader = { ...e, names: e.names.concat(cookies.map(() => 'set-cookie')), values: e.values.concat(cookies) };
     }
-    const merged = emptyFacts(e.status);
+    const merged = emptyFacts(e.status, this.responseTime);
+    merged.requestTime = this.requestTime;
     merged.cacheControl = headerText(e, 'cache-control');
     merged.expires = headerText(e, 'expires');
     merged.etag = headerText(e, 'etag');
@@ -346,7 +383,7 @@ export class CacheFill {
       this.cache.store.delete(e.key);
       return { shared: false, forLeader };
     }
-    e.responseTime = now;
+    e.responseTime = this.responseTime;
     e.initialAgeMs = fresh.initialAgeMs;
     e.lifetimeMs = fresh.lifetimeMs;
     e.staleWhileRevalidateMs = fresh.staleWhileRevalidateMs;

@@ -58,12 +58,21 @@ function seconds(arg: string): number {
   return /^\d+$/.test(arg) ? Math.min(Number(arg), 2 ** 31) : 0;
 }
 
+/** A directive's seconds, given it may have been seen before (-1: not). The same value again
+ * stands; a different one gives 0. RFC 9111 §4.2.1 lets a cache use the first of conflicting
+ * max-age values or consider the response stale: ugate takes stale, the reading that never keeps
+ * a response longer than the origin may have meant (likewise no stale window, and for a request
+ * max-age, a trip upstream). */
+function secondsAgain(previous: number, value: number): number {
+  return previous === -1 || previous === value ? value : 0;
+}
+
 function applyDirective(d: Directives, name: string, arg: string): void {
   switch (name) {
-    case 'max-age': d.maxAge = seconds(arg); break;
-    case 's-maxage': d.sMaxAge = seconds(arg); break;
-    case 'stale-while-revalidate': d.staleWhileRevalidate = seconds(arg); break;
-    case 'stale-if-error': d.staleIfError = seconds(arg); break;
+    case 'max-age': d.maxAge = secondsAgain(d.maxAge, seconds(arg)); break;
+    case 's-maxage': d.sMaxAge = secondsAgain(d.sMaxAge, seconds(arg)); break;
+    case 'stale-while-revalidate': d.staleWhileRevalidate = secondsAgain(d.staleWhileRevalidate, seconds(arg)); break;
+    case 'stale-if-error': d.staleIfError = secondsAgain(d.staleIfError, seconds(arg)); break;
     case 'min-fresh': d.minFresh = seconds(arg); break;
     case 'no-store': d.noStore = true; break;
     // no-cache="field" (qualified) is treated as plain no-cache: the conservative reading.
@@ -96,10 +105,16 @@ export interface ResponseFacts {
   etag: string | null;
   lastModified: string | null;
   pragma: string | null;
+  /** Date.now() when the request that got this response was sent, and when its head arrived. */
+  requestTime: number;
+  responseTime: number;
 }
 
-export function emptyFacts(status: number): ResponseFacts {
-  return { status, cacheControl: null, expires: null, date: null, age: null, vary: null, setCookie: false, etag: null, lastModified: null, pragma: null };
+export function emptyFacts(status: number, now = Date.now()): ResponseFacts {
+  return {
+    status, cacheControl: null, expires: null, date: null, age: null, vary: null, setCookie: false, etag: null, lastModified: null, pragma: null,
+    requestTime: now, responseTime: now,
+  };
 }
 
 export interface StoreOptions {
@@ -142,7 +157,7 @@ export function storability(facts: ResponseFacts, request: Directives, hasAuthor
   else if (facts.expires !== null) {
     const exp = parseHttpDate(facts.expires);
     // An invalid Expires (e.g. "0") means already expired (RFC 9111 §5.3).
-    lifetime = Number.isNaN(exp) ? 0 : Math.max(0, exp - (Number.isNaN(dateMs) ? Date.now() : dateMs));
+    lifetime = Number.isNaN(exp) ? 0 : Math.max(0, exp - (Number.isNaN(dateMs) ? facts.responseTime : dateMs));
   } else if (opts.defaultTtlMs > 0) lifetime = opts.defaultTtlMs;
   else lifetime = -1;
   const noCache = d.noCache || (facts.cacheControl === null && facts.pragma !== null && /no-cache/i.test(facts.pragma));
@@ -151,14 +166,26 @@ export function storability(facts: ResponseFacts, request: Directives, hasAuthor
   if (lifetime < 0 && !hasValidator) return 'no freshness';
   if (lifetime <= 0 && !hasValidator) return 'expired';
   out.lifetimeMs = noCache ? 0 : Math.max(0, lifetime);
-  const age = facts.age !== null && /^\d+$/.test(facts.age.trim()) ? Number(facts.age.trim()) * 1000 : 0;
-  out.initialAgeMs = age;
+  out.initialAgeMs = initialAgeMs(facts, dateMs);
   out.mustRevalidate = d.mustRevalidate || d.proxyRevalidate || d.sMaxAge >= 0;
   out.noCache = noCache;
   out.staleWhileRevalidateMs = d.staleWhileRevalidate > 0 ? d.staleWhileRevalidate * 1000 : 0;
   out.staleIfErrorMs = d.staleIfError > 0 ? d.staleIfError * 1000 : 0;
   out.vary = vary;
   return null;
+}
+
+/** The age a response already has on arrival: corrected_initial_age of RFC 9111 §4.2.3, as
+ * written. The larger of its apparent age (our clock minus its Date, never below 0: an origin
+ * clock that runs ahead gains nothing, one that lags makes its responses older, as the RFC
+ * accepts) and its Age plus the time the request took. Date has whole seconds, so the arrival
+ * time is cut to the second before the two are compared: else a response dated this very
+ * second would already be up to 999 ms old (a max-age=1 response stale at once, half the time). */
+function initialAgeMs(facts: ResponseFacts, dateMs: number): number {
+  const apparent = Number.isNaN(dateMs) ? 0 : Math.max(0, Math.floor(facts.responseTime / 1000) * 1000 - dateMs);
+  const ageValue = facts.age !== null && /^\d+$/.test(facts.age.trim()) ? Number(facts.age.trim()) * 1000 : 0;
+  const corrected = ageValue + Math.max(0, facts.responseTime - facts.requestTime);
+  return apparent > corrected ? apparent : corrected;
 }
 
 export function emptyFreshness(): Freshness {
@@ -195,6 +222,33 @@ export function etagMatches(ifNoneMatch: string, etag: string | null): boolean {
 function weakOpaque(tag: string): string {
   const t = tag.trim();
   return t.startsWith('W/') ? t.slice(2) : t;
+}
+
+/** May a 304 refresh the entry it revalidated (stored ETag, Last-Modified and Vary names)? Only
+ * if it speaks for that representation (RFC 9111 §4.3.4): its ETag is the entry's, else its
+ * Last-Modified is. ETags are compared as If-None-Match compares them (weak comparison, RFC 9110
+ * §13.1.2), not strongly: nginx's gzip weakens the 200's ETag (W/"x") but not the 304's ("x"),
+ * and every revalidation would fetch the body twice. A 304 with neither is taken as the answer
+ * to the validators ugate sent from the entry (RFC 9110 §15.4.5 wants the ETag repeated; not
+ * every origin does). A Vary in the 304 must name the fields the entry is keyed on: else it
+ * speaks for another variant, and the entry's key would no longer select the right requests. */
+export function notModifiedMatches(facts: ResponseFacts, etag: string | null, lastModified: string | null, vary: readonly string[]): boolean {
+  if (facts.etag !== null) {
+    if (etag === null || weakOpaque(facts.etag) !== weakOpaque(etag)) return false;
+  } else if (facts.lastModified !== null) {
+    if (lastModified === null || !sameDate(facts.lastModified, lastModified)) return false;
+  }
+  if (facts.vary !== null) {
+    const names = parseVary(facts.vary);
+    if (names === null || names.length !== vary.length) return false;
+    for (let i = 0; i < names.length; i++) if (names[i] !== vary[i]) return false;
+  }
+  return true;
+}
+
+function sameDate(a: string, b: string): boolean {
+  const ta = parseHttpDate(a);
+  return Number.isNaN(ta) ? a.trim() === b.trim() : ta === parseHttpDate(b);
 }
 
 /** If-Modified-Since against Last-Modified: true when not modified since. */

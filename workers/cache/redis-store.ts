@@ -69,6 +69,11 @@ export class RedisL2 {
     m.exec().catch((err: Error) => this.failed('set', err));
   }
 
+  /** Fire and forget: an entry known to be outdated. */
+  delete(key: string): void {
+    this.redis.del(ENTRY_PREFIX + key).catch((err: Error) => this.failed('delete', err));
+  }
+
   /** Fire and forget, after an unsafe method on the resource: its plain entry and its Vary
    * names go, so this worker's next lookup (L1 no longer knows the names either) misses L2 too
    * instead of bringing the old copy back. Commands run in order on this connection, so a

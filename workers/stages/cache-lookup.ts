@@ -62,7 +62,10 @@ export function cacheLookup(x: Exchange): number {
       serveEntry(x, entry, 'HIT', now);
       return TAKEN;
     }
-    const clientAcceptsStale = !d.noCache && d.maxAge < 0;
+    // A request with no-cache, max-age or min-fresh wants a response fresh by its measure; without
+    // max-stale (not read by ugate) a stale one is not what it asked for (RFC 9111 §5.2.1), and
+    // stale-while-revalidate only lets the cache answer those that did not say (RFC 5861 §3).
+    const clientAcceptsStale = !d.noCache && d.maxAge < 0 && d.minFresh < 0;
     if (clientAcceptsStale && !entry.mustRevalidate && !entry.noCache && entry.staleWhileRevalidateMs > 0 && age < entry.lifetimeMs + entry.staleWhileRevalidateMs) {
       cache.stats.stale++;
       // Refresh first: its backend is picked with the client's request, and a balancer may

@@ -48,6 +48,8 @@ export class UpstreamHandler {
 
   onData(chunk: Buffer): boolean {
     const x = this.x;
+    // An attempt the cache sent again (upstream.redispatch): read on and dropped.
+    if (x.attempts !== this.attempt) return true;
     if (x.cacheFill !== null) x.cacheFill.onData(chunk);
     if (x.phase !== Phase.Streaming) return false;
     x.bytesOut += chunk.length;
@@ -60,6 +62,7 @@ export class UpstreamHandler {
 
   onComplete(): void {
     const x = this.x;
+    if (x.attempts !== this.attempt) return;
     if (x.cacheFill !== null) x.cacheFill.onComplete();
     if (x.phase !== Phase.Streaming) return;
     if (x.unsent !== null) return; // tryEnd finishes it from onWritable

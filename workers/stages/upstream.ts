@@ -48,6 +48,17 @@ export function dispatchAttempt(x: Exchange): void {
   x.backend!.pool.dispatch(x.dispatchOptions!, new UpstreamHandler(x, x.attempts));
 }
 
+/** Send the request once more to the same backend, with other fields: the cache asks again
+ * without its validators after a 304 that was not for its entry. A new attempt: the handler
+ * of the one before ignores whatever of its response is still to come. */
+export function redispatch(x: Exchange, headers: string[]): void {
+  releaseBackend(x);
+  x.abortUpstream = null;
+  x.headers = headers;
+  x.dispatchOptions = { ...x.dispatchOptions!, headers };
+  dispatchAttempt(x);
+}
+
 /** Count a request about to go to x.backend in the shared table: in flight (least-conn sees
  * it), a half-open circuit's probe slot, the start of the EWMA sample. Every request sent
  * upstream holds one, cache background fetches too; releaseBackend gives it back. */

@@ -1,7 +1,7 @@
 // RFC 9111 storability and freshness, without sockets.
 import { describe, expect, it } from 'vitest';
 import {
-  emptyDirectives, emptyFacts, emptyFreshness, etagMatches, notModifiedSince, parseCacheControl, parseVary, storability,
+  emptyDirectives, emptyFacts, emptyFreshness, etagMatches, notModifiedMatches, notModifiedSince, parseCacheControl, parseVary, storability,
   type ResponseFacts,
 } from '../../../workers/cache/policy';
 
@@ -25,6 +25,15 @@ describe('parseCacheControl', () => {
     expect(parseCacheControl('private, no-store')).toMatchObject({ private: true, noStore: true, maxAge: -1 });
     expect(parseCacheControl('max-age=abc').maxAge).toBe(0);
     expect(parseCacheControl('').maxAge).toBe(-1);
+  });
+
+  it('a seconds directive repeated with another value counts as 0 (stale), with the same value as given', () => {
+    expect(parseCacheControl('max-age=0, max-age=60').maxAge).toBe(0);
+    expect(parseCacheControl('max-age=60, max-age=600').maxAge).toBe(0);
+    expect(parseCacheControl('max-age=60, public, max-age=60').maxAge).toBe(60);
+    expect(parseCacheControl('s-maxage=5, s-maxage=50').sMaxAge).toBe(0);
+    expect(parseCacheControl('stale-while-revalidate=5, stale-if-error=9, stale-while-revalidate=50, stale-if-error=90')).toMatchObject({ staleWhileRevalidate: 0, staleIfError: 0 });
+    expect(check({ cacheControl: 'max-age=0, max-age=60' }).why).toBe('expired');
   });
 });
 
@@ -75,6 +84,28 @@ describe('storability', () => {
   });
 });
 
+describe('initial age (RFC 9111 §4.2.3)', () => {
+  const at = Date.UTC(2025, 0, 1, 12, 0, 0, 500);
+  const ago = (s: number) => new Date(at - 500 - s * 1000).toUTCString();
+  const age = (over: Partial<ResponseFacts>) => check({ cacheControl: 'max-age=60', requestTime: at, responseTime: at, ...over }).fresh.initialAgeMs;
+
+  it('is the larger of the apparent age (arrival minus Date) and Age plus the request\'s time', () => {
+    expect(age({ date: ago(100) })).toBe(100_000);
+    expect(age({ date: ago(100), age: '7' })).toBe(100_000);
+    expect(age({ date: ago(3), age: '7' })).toBe(7000);
+    // The time the request took counts with Age (response_delay).
+    expect(age({ date: ago(0), age: '7', requestTime: at - 2000 })).toBe(9000);
+    expect(age({ requestTime: at - 250 })).toBe(250);
+  });
+
+  it('a Date of this second, in the future (origin clock ahead), absent or invalid adds nothing', () => {
+    expect(age({ date: ago(0) })).toBe(0);
+    expect(age({ date: ago(-30) })).toBe(0);
+    expect(age({})).toBe(0);
+    expect(age({ date: 'yesterday' })).toBe(0);
+  });
+});
+
 describe('validators', () => {
   it('If-None-Match uses weak comparison and lists; * matches any ETag', () => {
     expect(etagMatches('"a"', '"a"')).toBe(true);
@@ -91,6 +122,30 @@ describe('validators', () => {
     expect(notModifiedSince(new Date(Date.now() - 120_000).toUTCString(), lm)).toBe(false);
     expect(notModifiedSince('garbage', lm)).toBe(false);
     expect(notModifiedSince(lm, null)).toBe(false);
+  });
+
+  it('a 304 refreshes the entry only when its ETag (else Last-Modified) and Vary are the entry\'s', () => {
+    const lm = new Date(Date.UTC(2020, 0, 1)).toUTCString();
+    const match = (f: Partial<ResponseFacts>, etag: string | null, lastModified: string | null = null, vary: string[] = []) =>
+      notModifiedMatches(facts({ status: 304, ...f }), etag, lastModified, vary);
+    expect(match({ etag: '"a"' }, '"a"')).toBe(true);
+    expect(match({ etag: '"b"' }, '"a"')).toBe(false);
+    expect(match({ etag: '"a"' }, null, lm)).toBe(false);
+    // Weak comparison, as for If-None-Match: W/"a" and "a" are the same version.
+    expect(match({ etag: '"a"' }, 'W/"a"')).toBe(true);
+    expect(match({ etag: 'W/"a"' }, '"a"')).toBe(true);
+    // Without an ETag, Last-Modified decides (as a date).
+    expect(match({ lastModified: lm }, '"a"', new Date(Date.UTC(2020, 0, 1)).toUTCString())).toBe(true);
+    expect(match({ lastModified: new Date(Date.UTC(2021, 0, 1)).toUTCString() }, null, lm)).toBe(false);
+    expect(match({ lastModified: lm }, '"a"', null)).toBe(false);
+    // Neither: the answer to the validators ugate sent.
+    expect(match({}, '"a"', lm)).toBe(true);
+    // Vary: absent keeps the entry's; present must name the same fields.
+    expect(match({ etag: '"a"', vary: 'Accept-Encoding' }, '"a"', null, ['accept-encoding'])).toBe(true);
+    expect(match({ etag: '"a"' }, '"a"', null, ['accept-encoding'])).toBe(true);
+    expect(match({ etag: '"a"', vary: 'Accept-Language' }, '"a"', null, [])).toBe(false);
+    expect(match({ etag: '"a"', vary: 'accept-encoding, accept-language' }, '"a"', null, ['accept-encoding'])).toBe(false);
+    expect(match({ etag: '"a"', vary: '*' }, '"a"', null, [])).toBe(false);
   });
 
   it('parseVary', () => {
