@@ -67,6 +67,11 @@ const SCRIPTS: Record<string, Step[]> = {
   '/vt-in-value': ['HTTP/1.1 200 OK\r\nX-A: one\x0btwo\r\nContent-Length: 2\r\n\r\nok'],
   '/del-in-value': ['HTTP/1.1 200 OK\r\nX-A: one\x7ftwo\r\nContent-Length: 2\r\n\r\nok'],
   '/esc-in-reason': ['HTTP/1.1 200 O\x1bK\r\nContent-Length: 2\r\n\r\nok'],
+  '/status-600': ['HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\nok'],
+  '/status-999': ['HTTP/1.1 999 Odd\r\nContent-Length: 2\r\n\r\nok'],
+  '/status-099': ['HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok'],
+  '/nul-in-reason': ['HTTP/1.1 200 O\x00K\r\nContent-Length: 2\r\n\r\nok'],
+  '/esc-in-reason-cached': ['HTTP/1.1 200 O\x1bK\r\nCache-Control: max-age=60\r\nContent-Length: 2\r\n\r\nok'],
   '/ctl-in-trailer': ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: a\x01b\r\n\r\n'],
   '/latin1-reason': [Buffer.from('HTTP/1.1 200 Ol\xe9\r\nContent-Length: 2\r\n\r\nok', 'latin1')],
   '/latin1-reason-cached': [Buffer.from('HTTP/1.1 200 Ol\xe9\r\nCache-Control: max-age=60\r\nContent-Length: 2\r\n\r\nok', 'latin1')],
@@ -223,6 +228,66 @@ describe('lean upstream client: response framing and reuse', () => {
       for (let i = 0; i < 3; i++) expect(await (await fetch(u.url + '/hint')).text()).toBe('ok');
     });
     expect(opened).toBe(3);
+  });
+});
+
+describe('both upstream clients: a status line that is not HTTP is refused alike', () => {
+  // undici hands over statuses 600-999 (and 099 as 99) and control characters in the reason
+  // phrase; the lean parser refuses them. stream-back checks what either client delivers.
+  let origin: Awaited<ReturnType<typeof scriptedOrigin>>;
+  /** Per path: resolves when the backend connection that carried its answer closes. */
+  const closedAfter = new Map<string, Promise<void>>();
+  beforeAll(async () => {
+    origin = await scriptedOrigin((path) => SCRIPTS[path] ?? ['HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n']);
+    origin.server.on('connection', (sock) => {
+      sock.on('data', (d: Buffer) => {
+        const path = d.toString('latin1').split(' ')[1];
+        closedAfter.set(path, new Promise((resolve) => sock.once('close', () => resolve())));
+      });
+    });
+  });
+  afterAll(async () => {
+    await origin.close();
+  });
+
+  for (const client of ['lean', 'undici']) {
+    it(`${client}: 502 UPSTREAM_BAD_RESPONSE for a status of 600, 700, 999 or 099 and for ESC or NUL in the reason phrase; the connection is dropped`, async () => {
+      const u = await startUgate(['--upstream', origin.url, '--upstream-client', client, '--retries', '0'], { workers: 1 });
+      try {
+        for (const path of ['/status-600', '/status-700', '/status-999', '/status-099', '/esc-in-reason', '/nul-in-reason']) {
+          expect(await (await fetch(u.url + '/ok')).text()).toBe('ok');
+          const r = await rawRequest(u.port, [`GET ${path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`], 3000);
+          expect([path, r.status]).toEqual([path, 502]);
+          expect(r.text, path).toContain('x-ugate-error: UGATE_ERR_UPSTREAM_BAD_RESPONSE');
+          expect(r.text, path).not.toContain('Odd');
+          expect(r.text, path).not.toContain('\x1b');
+          // The backend connection that carried the bad head is not kept for another request.
+          const closed = await Promise.race([closedAfter.get(path)!.then(() => 'closed'), sleep(2000).then(() => 'still open')]);
+          expect([path, closed]).toEqual([path, 'closed']);
+          expect(await (await fetch(u.url + '/ok')).text()).toBe('ok');
+        }
+      } finally {
+        await u.stop();
+      }
+    });
+  }
+
+  it('undici: a --cache-warm answer with a control character in its reason phrase is not stored (and counts as a failure)', async () => {
+    const u = await startUgate(['--upstream', origin.url, '--upstream-client', 'undici', '--cache-size', '1mb', '--cache-warm', '/esc-in-reason-cached'], { workers: 1 });
+    try {
+      // The warm request has ended, one way or the other.
+      const [row] = await eventually(async () => {
+        const s = await u.stats();
+        return s.backends[0].requests === 1 && s.backends[0].inFlight === 0 && s.backends;
+      });
+      expect(row.failures).toBe(1);
+      const r = await rawRequest(u.port, ['GET /esc-in-reason-cached HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'], 3000);
+      expect(r.text).not.toContain('x-cache: HIT');
+      expect(r.status).toBe(502);
+      expect(r.text).toContain('x-ugate-error: UGATE_ERR_UPSTREAM_BAD_RESPONSE');
+    } finally {
+      await u.stop();
+    }
   });
 });
 
