@@ -75,6 +75,14 @@ const SCRIPTS: Record<string, Step[]> = {
   '/ctl-in-trailer': ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: a\x01b\r\n\r\n'],
   '/latin1-reason': [Buffer.from('HTTP/1.1 200 Ol\xe9\r\nContent-Length: 2\r\n\r\nok', 'latin1')],
   '/latin1-reason-cached': [Buffer.from('HTTP/1.1 200 Ol\xe9\r\nCache-Control: max-age=60\r\nContent-Length: 2\r\n\r\nok', 'latin1')],
+  // Empty lines before a status line (RFC 9112 §2.2): up to 4 tolerated, in one read or apart.
+  '/crlf-before': ['\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'],
+  '/crlf-apart': ['\r\n', 30, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'],
+  '/cr-lf-apart': ['\r', 30, '\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'],
+  '/lf-before': ['\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'],
+  '/four-empty-lines': ['\r\n\n\r\n', 30, '\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'],
+  '/five-empty-lines': ['\r\n\r\n\r\n\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'],
+  '/garbage-line-before': ['\r\nx\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'],
   // Closes after every response without saying so (no Connection: close).
   '/fin': ['HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nfin', 'end'],
 };
@@ -179,6 +187,26 @@ describe('lean upstream client: response framing and reuse', () => {
         expect(await (await fetch(u.url + '/ok')).text()).toBe('ok');
       });
       expect(opened, path).toBe(1);
+    }
+  });
+
+  it('empty lines (CRLF or bare LF, up to 4, in one read or apart) before the status line on a kept-alive connection: the answer is forwarded and the connection kept', async () => {
+    await fetch(u.url + '/ok');
+    const opened = await newConnections(async () => {
+      for (const path of ['/crlf-before', '/crlf-apart', '/cr-lf-apart', '/lf-before', '/four-empty-lines']) {
+        const r = await fetch(u.url + path);
+        expect([path, r.status, await r.text()]).toEqual([path, 200, 'ok']);
+      }
+    });
+    expect(opened).toBe(0);
+  });
+
+  it('more than 4 empty lines, or any other line, before the status line: 502 UPSTREAM_BAD_RESPONSE and the connection dropped', async () => {
+    for (const path of ['/five-empty-lines', '/garbage-line-before']) {
+      await notReusedAfter(path, async (r) => {
+        expect([path, r.status]).toEqual([path, 502]);
+        expect(r.headers.get('x-ugate-error')).toBe('UGATE_ERR_UPSTREAM_BAD_RESPONSE');
+      });
     }
   });
 
