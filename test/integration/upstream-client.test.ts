@@ -319,6 +319,105 @@ describe('both upstream clients: a status line that is not HTTP is refused alike
   });
 });
 
+describe('both upstream clients: bytes a backend sends after a complete response are never an answer', () => {
+  // The backend follows each real answer with an unrequested one, in the same write or a
+  // moment later (then it reaches ugate while the connection is idle in the pool). Either
+  // way the connection must be dropped: the next request goes on a fresh one, and no client
+  // ever gets "EVIL".
+  const EVIL = 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL';
+  let origin: Awaited<ReturnType<typeof startRawOrigin>>;
+  const requests: string[] = [];
+  beforeAll(async () => {
+    origin = await startRawOrigin((sock) => {
+      let pending = '';
+      sock.on('data', (d: Buffer) => {
+        pending += d.toString('latin1');
+        let at: number;
+        while ((at = pending.indexOf('\r\n\r\n')) >= 0) {
+          const path = pending.slice(0, at).split(' ')[1];
+          pending = pending.slice(at + 4);
+          requests.push(path);
+          const body = `real ${path}`;
+          const real = `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+          if (path.startsWith('/same-write')) sock.write(real + EVIL);
+          else {
+            sock.write(real);
+            setTimeout(() => sock.write(EVIL), 20);
+          }
+        }
+      });
+    });
+  });
+  afterAll(async () => {
+    await origin.close();
+  });
+
+  for (const client of ['lean', 'undici']) {
+    it(`${client}: the next request gets its own answer from a fresh request on a new connection`, async () => {
+      const u = await startUgate(['--upstream', origin.url, '--upstream-client', client, '--retries', '0'], { workers: 1 });
+      try {
+        for (const kind of ['same-write', 'later-write']) {
+          for (let i = 0; i < 3; i++) {
+            const path = `/${kind}/${client}/${i}`;
+            const before = { requests: requests.length, connections: origin.connections };
+            const r = await fetch(u.url + path);
+            expect([path, r.status, await r.text()]).toEqual([path, 200, `real ${path}`]);
+            // Exactly this request reached the backend, once, on a connection of its own.
+            expect(requests.slice(before.requests)).toEqual([path]);
+            expect(origin.connections - before.connections, path).toBe(1);
+            // Past the moment the unrequested answer arrives on an idle connection.
+            await sleep(50);
+          }
+        }
+      } finally {
+        await u.stop();
+      }
+    });
+  }
+});
+
+describe('lean upstream client: an unrequested answer already in the kernel when a response ends', () => {
+  it('an answer that ends exactly where a full read ends, an unrequested one right behind it: the request queued for that connection gets its own answer from a new one', async () => {
+    // --upstream-read-buffer 4kb and an answer of exactly 4096 bytes followed, in one write, by
+    // an unrequested one: the read that completes /exact is full, so the next read (libuv
+    // makes it at once) holds the unrequested answer, after the queued /next was written.
+    const EVIL = 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL';
+    const body = 'x'.repeat(4055);
+    const exact = `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    expect(exact.length).toBe(4096);
+    let held: Socket | null = null;
+    const seen: { path: string; conn: number }[] = [];
+    let conns = 0;
+    const origin = await startRawOrigin((sock) => {
+      const conn = ++conns;
+      sock.on('data', (d: Buffer) => {
+        const path = d.toString('latin1').split(' ')[1];
+        seen.push({ path, conn });
+        if (path === '/exact') held = sock; // answered when the test says
+        else sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${5 + path.length}\r\n\r\nreal ${path}`);
+      });
+    });
+    const u = await startUgate(['--upstream', origin.url, '--pool-connections', '1', '--upstream-read-buffer', '4kb', '--retries', '0'], { workers: 1 });
+    try {
+      const first = fetch(u.url + '/exact').then((r) => r.text());
+      await eventually(() => held !== null);
+      const next = fetch(u.url + '/next').then((r) => r.text());
+      // Both are in flight: /next waits in the pool's queue for the one connection.
+      await eventually(async () => (await u.stats()).backends[0].inFlight === 2);
+      held!.write(exact + EVIL);
+      expect((await first) === body).toBe(true);
+      expect(await next).toBe('real /next');
+      expect(seen).toEqual([
+        { path: '/exact', conn: 1 },
+        { path: '/next', conn: 2 },
+      ]);
+    } finally {
+      await u.stop();
+      await origin.close();
+    }
+  });
+});
+
 describe('lean upstream client: a latin-1 reason phrase served from the cache', () => {
   let origin: Awaited<ReturnType<typeof scriptedOrigin>>;
   let u: Ugate;

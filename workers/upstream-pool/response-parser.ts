@@ -120,7 +120,14 @@ export class ResponseParser {
 
   /** Every byte of the body arrived; onEnd waits for the sink to resume. */
   private get completeButPaused(): boolean {
-    return this.paused && this.state === State.Length && this.remaining === 0;
+    return this.paused && this.bodyComplete;
+  }
+
+  /** The body (of a response framed by Content-Length, or without one) has arrived whole: no
+   * further byte belongs to this response. True from the sink's last onBody (or its onHead,
+   * when there is no body) until onEnd. */
+  get bodyComplete(): boolean {
+    return this.state === State.Length && this.remaining === 0;
   }
 
   /** Feed bytes; throws ParseError on a malformed response. `buf` is not kept. */
