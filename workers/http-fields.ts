@@ -42,6 +42,27 @@ export function equalsLower(data: Buffer, from: number, lower: string): boolean 
   return true;
 }
 
+/** The reason phrase forwardableStatus last found clean: nearly every answer repeats one
+ * ("OK"), so the check is mostly a string compare. */
+let cleanReason = 'OK';
+
+/** A status line ugate may pass on to a client: a status in 100-599 (600-999 are not HTTP
+ * status codes, RFC 9110 §15, and clients may choke on them) and a reason phrase of HTAB, SP,
+ * VCHAR and obs-text only (RFC 9112 §4). The lean client's parser refuses other heads itself;
+ * undici hands over 600-999 (and a 099 as 99) and control characters such as ESC and NUL in
+ * the reason, so stream-back checks what either client delivers. No regex: a range check and,
+ * for a reason phrase not seen last, a loop over its few characters. */
+export function forwardableStatus(status: number, reason: string): boolean {
+  if (status < 100 || status > 599) return false;
+  if (reason === cleanReason) return true;
+  for (let i = 0; i < reason.length; i++) {
+    const c = reason.charCodeAt(i);
+    if (c < 0x20 ? c !== 0x09 : c === 0x7f) return false;
+  }
+  cleanReason = reason;
+  return true;
+}
+
 const STATUS_LINES = new Map<number, string>();
 
 /** The last status line statusLineOut found plain ASCII: nearly every answer repeats one (the

@@ -315,6 +315,8 @@ function buildRoute(input: unknown, field: string, defaults: RawSettings, index:
   const opt = (n: string) => get(n) as number;
   const list = get('upstream') as Backend[] | undefined;
   if (!list || list.length === 0) throw new ConfigError(prefix + 'upstream', 'at least one backend URL is needed');
+  const lb = buildBalancing(get, prefix);
+  checkHealthTiming(lb, r, defaults, prefix);
   return {
     name,
     host,
@@ -328,8 +330,36 @@ function buildRoute(input: unknown, field: string, defaults: RawSettings, index:
     poolConnections: opt('pool-connections'),
     pipelining: opt('pipelining'),
     upstreamClient: get('upstream-client') as 'lean' | 'undici',
-    lb: buildBalancing(get, prefix),
+    lb,
   };
+}
+
+/** An active check waits up to health-timeout for its answer, and the next one starts
+ * health-interval after that: with a timeout as long as the interval, a backend that stopped
+ * answering is probed less often than configured and found down later than health-fall ×
+ * health-interval, so the pair is refused. Only while checks are on (health-path): otherwise
+ * neither value is used. The error is reported under a setting the operator wrote (the
+ * route's own before a top-level one, the timeout before the interval) and names the other
+ * with its value and where it came from. */
+function checkHealthTiming(lb: BalancingConfig, route: RawSettings, defaults: RawSettings, prefix: string): void {
+  if (lb.healthPath === null || lb.healthTimeoutMs < lb.healthIntervalMs) return;
+  const timeout = written('health-timeout', route, defaults, prefix);
+  const interval = written('health-interval', route, defaults, prefix);
+  const byInterval = timeout === null || (interval !== null && interval.own && !timeout.own);
+  const [bad, other] = byInterval ? [interval!, timeout] : [timeout, interval];
+  const otherName = byInterval ? 'health-timeout' : 'health-interval';
+  const otherText = other === null ? `${otherName} (${JSON.stringify(OPTION_BY_NAME.get(otherName)!.default)}, the default)` : `${other.field} (${JSON.stringify(other.value)})`;
+  // A top-level pair that only a route with its own health-path puts to use: say which route.
+  const where = prefix !== '' && !bad.own && (other === null || !other.own) ? ` (health checks on in ${prefix.slice(0, -1)})` : '';
+  throw new ConfigError(bad.field, `${JSON.stringify(bad.value)} must be ${byInterval ? 'longer' : 'shorter'} than ${otherText}${where}`);
+}
+
+/** Where a per-route setting of a route came from: its own key, the top-level key, or null
+ * for the built-in default. */
+function written(name: string, route: RawSettings, defaults: RawSettings, prefix: string): { field: string; value: unknown; own: boolean } | null {
+  if (Object.hasOwn(route, name)) return { field: prefix + name, value: route[name], own: true };
+  if (defaults[name] !== undefined) return { field: name, value: defaults[name], own: false };
+  return null;
 }
 
 function buildBalancing(opt: (name: string) => unknown, prefix: string): BalancingConfig {

@@ -32,7 +32,7 @@ const BALANCING_OPTIONS: readonly OptionSpec[] = [
   { name: 'hash-key', kind: 'string', arg: 'KEY', default: 'ip', perRoute: true, help: 'key for --balance hash: ip, header:NAME or cookie:NAME' },
   { name: 'health-path', kind: 'string', arg: 'PATH', default: 'off', perRoute: true, help: 'active health checks: GET this path on every backend ("off" disables them)' },
   { name: 'health-interval', kind: 'duration', arg: 'DURATION', default: '5s', min: 10, perRoute: true, help: 'time between two active health checks of a backend' },
-  { name: 'health-timeout', kind: 'duration', arg: 'DURATION', default: '2s', min: 1, perRoute: true, help: 'an active health check slower than this fails' },
+  { name: 'health-timeout', kind: 'duration', arg: 'DURATION', default: '2s', min: 1, perRoute: true, help: 'an active health check slower than this fails; must be shorter than --health-interval' },
   { name: 'health-rise', kind: 'int', arg: 'N', default: 2, min: 1, max: 100, perRoute: true, help: 'consecutive passed checks that bring a down backend up' },
   { name: 'health-fall', kind: 'int', arg: 'N', default: 3, min: 1, max: 100, perRoute: true, help: 'consecutive failed checks that take a backend down' },
   { name: 'max-fails', kind: 'int', arg: 'N', default: 5, min: 0, max: 1_000_000, perRoute: true, help: 'passive checks: connection failures and 5xx within --fail-window that eject a backend; 0 disables' },

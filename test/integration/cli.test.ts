@@ -243,6 +243,27 @@ describe('bad operator input found by hardening: exit 2, the field named', () =>
     expect(expectOneLine(fromFlag.stderr)).toBe('ugate: workers: "x" is not a whole number');
   });
 
+  it('a --health-timeout not shorter than --health-interval is refused, as flags, YAML keys and per-route keys', async () => {
+    const flags = await runCli([...base, '--upstream', 'http://127.0.0.1:1', '--health-path', '/h', '--health-interval', '2s', '--health-timeout', '2s']);
+    expect(flags.code).toBe(2);
+    expect(flags.stdout).toBe('');
+    expect(expectOneLine(flags.stderr)).toBe('ugate: health-timeout: "2s" must be shorter than health-interval ("2s")');
+    // The default timeout (2s) with a shorter interval: the interval the operator wrote is named.
+    const interval = await runCli([...base, '--upstream', 'http://127.0.0.1:1', '--health-path', '/h', '--health-interval', '500ms']);
+    expect(interval.code).toBe(2);
+    expect(expectOneLine(interval.stderr)).toBe('ugate: health-interval: "500ms" must be longer than health-timeout ("2s", the default)');
+    const file = path.join(dir, 'health.yaml');
+    writeFileSync(file, 'upstream: http://127.0.0.1:1\nhealth-path: /h\nhealth-timeout: 10s\n');
+    const yaml = await runCli([...base, '--config', file]);
+    expect(yaml.code).toBe(2);
+    expect(expectOneLine(yaml.stderr)).toBe(`ugate: health-timeout: "10s" must be shorter than health-interval ("5s", the default) (in ${file})`);
+    const routeFile = path.join(dir, 'health-route.yaml');
+    writeFileSync(routeFile, ['routes:', '  - name: api', '    path: /api', '    upstream: http://127.0.0.1:1', '    health-path: /h', '    health-interval: 1s', ''].join('\n'));
+    const route = await runCli([...base, '--config', routeFile]);
+    expect(route.code).toBe(2);
+    expect(expectOneLine(route.stderr)).toBe(`ugate: routes[0].health-interval: "1s" must be longer than health-timeout ("2s", the default) (in ${routeFile})`);
+  });
+
   it('a bad cache setting is refused even while the cache is off', async () => {
     const { code, stderr } = await runCli([...base, '--upstream', 'http://127.0.0.1:1', '--cache-default-ttl', 'banana']);
     expect(code).toBe(2);

@@ -62,7 +62,7 @@ describe('failover', () => {
   it('a backend killed mid-load costs no request (retries + ejection), and comes back by active checks', async () => {
     const a = await origin();
     const b = await origin();
-    u = await startUgate(['--upstream', a.url, '--upstream', b.url, '--health-path', '/health', '--health-interval', '200ms', '--health-fall', '2', '--health-rise', '2']);
+    u = await startUgate(['--upstream', a.url, '--upstream', b.url, '--health-path', '/health', '--health-interval', '200ms', '--health-timeout', '150ms', '--health-fall', '2', '--health-rise', '2']);
     const port = b.port;
     let killed = false;
     const r = await load(u.url, 1500, {
@@ -99,7 +99,7 @@ describe('failover', () => {
   it('active checks take a failing backend out within an interval, and bring it back', async () => {
     const a = await origin();
     const b = await origin();
-    u = await startUgate(['--upstream', a.url, '--upstream', b.url, '--health-path', '/health', '--health-interval', '100ms', '--health-fall', '1', '--health-rise', '1']);
+    u = await startUgate(['--upstream', a.url, '--upstream', b.url, '--health-path', '/health', '--health-interval', '100ms', '--health-timeout', '90ms', '--health-fall', '1', '--health-rise', '1']);
     b.healthy = false;
     await eventually(async () => (await backends()).find((s) => s.url === b.url)?.healthy === false, 3000);
     const before = traffic(b);

@@ -126,7 +126,7 @@ describe('SIGHUP reload and active health checks', () => {
     const a = await origin();
     const b = await sickOrigin();
     // health-fall 4: a checker that forgot the state would call B healthy for 3 intervals.
-    const yaml = `upstream:\n  - ${a.url}\n${`  - ${b.url}\n`.repeat(copies)}health-path: /health\nhealth-interval: 300ms\nhealth-fall: 4\nhealth-rise: 2\n`;
+    const yaml = `upstream:\n  - ${a.url}\n${`  - ${b.url}\n`.repeat(copies)}health-path: /health\nhealth-interval: 300ms\nhealth-timeout: 250ms\nhealth-fall: 4\nhealth-rise: 2\n`;
     const file = configFile(yaml);
     h = await startUgate(['--config', file]);
     await eventually(async () => (await healthyFlag(h!, b.url)) === false, 10_000);
@@ -148,7 +148,7 @@ describe('SIGHUP reload and active health checks', () => {
     const a = await origin();
     const b = await sickOrigin();
     const base = `upstream:\n  - ${a.url}\n  - ${b.url}\n`;
-    const file = configFile(`${base}health-path: /health\nhealth-interval: 100ms\nhealth-fall: 1\n`);
+    const file = configFile(`${base}health-path: /health\nhealth-interval: 100ms\nhealth-timeout: 90ms\nhealth-fall: 1\n`);
     h = await startUgate(['--config', file]);
     await eventually(async () => (await healthyFlag(h!, b.url)) === false, 5000);
     const before = traffic(b);

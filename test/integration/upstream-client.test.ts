@@ -67,9 +67,22 @@ const SCRIPTS: Record<string, Step[]> = {
   '/vt-in-value': ['HTTP/1.1 200 OK\r\nX-A: one\x0btwo\r\nContent-Length: 2\r\n\r\nok'],
   '/del-in-value': ['HTTP/1.1 200 OK\r\nX-A: one\x7ftwo\r\nContent-Length: 2\r\n\r\nok'],
   '/esc-in-reason': ['HTTP/1.1 200 O\x1bK\r\nContent-Length: 2\r\n\r\nok'],
+  '/status-600': ['HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\nok'],
+  '/status-999': ['HTTP/1.1 999 Odd\r\nContent-Length: 2\r\n\r\nok'],
+  '/status-099': ['HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok'],
+  '/nul-in-reason': ['HTTP/1.1 200 O\x00K\r\nContent-Length: 2\r\n\r\nok'],
+  '/esc-in-reason-cached': ['HTTP/1.1 200 O\x1bK\r\nCache-Control: max-age=60\r\nContent-Length: 2\r\n\r\nok'],
   '/ctl-in-trailer': ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: a\x01b\r\n\r\n'],
   '/latin1-reason': [Buffer.from('HTTP/1.1 200 Ol\xe9\r\nContent-Length: 2\r\n\r\nok', 'latin1')],
   '/latin1-reason-cached': [Buffer.from('HTTP/1.1 200 Ol\xe9\r\nCache-Control: max-age=60\r\nContent-Length: 2\r\n\r\nok', 'latin1')],
+  // Empty lines before a status line (RFC 9112 §2.2): up to 4 tolerated, in one read or apart.
+  '/crlf-before': ['\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'],
+  '/crlf-apart': ['\r\n', 30, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'],
+  '/cr-lf-apart': ['\r', 30, '\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'],
+  '/lf-before': ['\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'],
+  '/four-empty-lines': ['\r\n\n\r\n', 30, '\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'],
+  '/five-empty-lines': ['\r\n\r\n\r\n\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'],
+  '/garbage-line-before': ['\r\nx\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'],
   // Closes after every response without saying so (no Connection: close).
   '/fin': ['HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nfin', 'end'],
 };
@@ -177,6 +190,26 @@ describe('lean upstream client: response framing and reuse', () => {
     }
   });
 
+  it('empty lines (CRLF or bare LF, up to 4, in one read or apart) before the status line on a kept-alive connection: the answer is forwarded and the connection kept', async () => {
+    await fetch(u.url + '/ok');
+    const opened = await newConnections(async () => {
+      for (const path of ['/crlf-before', '/crlf-apart', '/cr-lf-apart', '/lf-before', '/four-empty-lines']) {
+        const r = await fetch(u.url + path);
+        expect([path, r.status, await r.text()]).toEqual([path, 200, 'ok']);
+      }
+    });
+    expect(opened).toBe(0);
+  });
+
+  it('more than 4 empty lines, or any other line, before the status line: 502 UPSTREAM_BAD_RESPONSE and the connection dropped', async () => {
+    for (const path of ['/five-empty-lines', '/garbage-line-before']) {
+      await notReusedAfter(path, async (r) => {
+        expect([path, r.status]).toEqual([path, 502]);
+        expect(r.headers.get('x-ugate-error')).toBe('UGATE_ERR_UPSTREAM_BAD_RESPONSE');
+      });
+    }
+  });
+
   it('a control character in a trailer field: the response is not completed as if valid', async () => {
     const r = await rawRequest(u.port, ['GET /ctl-in-trailer HTTP/1.1\r\nHost: t\r\n\r\n'], 3000);
     // The head and body may have left already: then the client sees a cut, never a clean end.
@@ -223,6 +256,165 @@ describe('lean upstream client: response framing and reuse', () => {
       for (let i = 0; i < 3; i++) expect(await (await fetch(u.url + '/hint')).text()).toBe('ok');
     });
     expect(opened).toBe(3);
+  });
+});
+
+describe('both upstream clients: a status line that is not HTTP is refused alike', () => {
+  // undici hands over statuses 600-999 (and 099 as 99) and control characters in the reason
+  // phrase; the lean parser refuses them. stream-back checks what either client delivers.
+  let origin: Awaited<ReturnType<typeof scriptedOrigin>>;
+  /** Per path: resolves when the backend connection that carried its answer closes. */
+  const closedAfter = new Map<string, Promise<void>>();
+  beforeAll(async () => {
+    origin = await scriptedOrigin((path) => SCRIPTS[path] ?? ['HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n']);
+    origin.server.on('connection', (sock) => {
+      sock.on('data', (d: Buffer) => {
+        const path = d.toString('latin1').split(' ')[1];
+        closedAfter.set(path, new Promise((resolve) => sock.once('close', () => resolve())));
+      });
+    });
+  });
+  afterAll(async () => {
+    await origin.close();
+  });
+
+  for (const client of ['lean', 'undici']) {
+    it(`${client}: 502 UPSTREAM_BAD_RESPONSE for a status of 600, 700, 999 or 099 and for ESC or NUL in the reason phrase; the connection is dropped`, async () => {
+      const u = await startUgate(['--upstream', origin.url, '--upstream-client', client, '--retries', '0'], { workers: 1 });
+      try {
+        for (const path of ['/status-600', '/status-700', '/status-999', '/status-099', '/esc-in-reason', '/nul-in-reason']) {
+          expect(await (await fetch(u.url + '/ok')).text()).toBe('ok');
+          const r = await rawRequest(u.port, [`GET ${path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`], 3000);
+          expect([path, r.status]).toEqual([path, 502]);
+          expect(r.text, path).toContain('x-ugate-error: UGATE_ERR_UPSTREAM_BAD_RESPONSE');
+          expect(r.text, path).not.toContain('Odd');
+          expect(r.text, path).not.toContain('\x1b');
+          // The backend connection that carried the bad head is not kept for another request.
+          const closed = await Promise.race([closedAfter.get(path)!.then(() => 'closed'), sleep(2000).then(() => 'still open')]);
+          expect([path, closed]).toEqual([path, 'closed']);
+          expect(await (await fetch(u.url + '/ok')).text()).toBe('ok');
+        }
+      } finally {
+        await u.stop();
+      }
+    });
+  }
+
+  it('undici: a --cache-warm answer with a control character in its reason phrase is not stored (and counts as a failure)', async () => {
+    const u = await startUgate(['--upstream', origin.url, '--upstream-client', 'undici', '--cache-size', '1mb', '--cache-warm', '/esc-in-reason-cached'], { workers: 1 });
+    try {
+      // The warm request has ended, one way or the other.
+      const [row] = await eventually(async () => {
+        const s = await u.stats();
+        return s.backends[0].requests === 1 && s.backends[0].inFlight === 0 && s.backends;
+      });
+      expect(row.failures).toBe(1);
+      const r = await rawRequest(u.port, ['GET /esc-in-reason-cached HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'], 3000);
+      expect(r.text).not.toContain('x-cache: HIT');
+      expect(r.status).toBe(502);
+      expect(r.text).toContain('x-ugate-error: UGATE_ERR_UPSTREAM_BAD_RESPONSE');
+    } finally {
+      await u.stop();
+    }
+  });
+});
+
+describe('both upstream clients: bytes a backend sends after a complete response are never an answer', () => {
+  // The backend follows each real answer with an unrequested one, in the same write or a
+  // moment later (then it reaches ugate while the connection is idle in the pool). Either
+  // way the connection must be dropped: the next request goes on a fresh one, and no client
+  // ever gets "EVIL".
+  const EVIL = 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL';
+  let origin: Awaited<ReturnType<typeof startRawOrigin>>;
+  const requests: string[] = [];
+  beforeAll(async () => {
+    origin = await startRawOrigin((sock) => {
+      let pending = '';
+      sock.on('data', (d: Buffer) => {
+        pending += d.toString('latin1');
+        let at: number;
+        while ((at = pending.indexOf('\r\n\r\n')) >= 0) {
+          const path = pending.slice(0, at).split(' ')[1];
+          pending = pending.slice(at + 4);
+          requests.push(path);
+          const body = `real ${path}`;
+          const real = `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+          if (path.startsWith('/same-write')) sock.write(real + EVIL);
+          else {
+            sock.write(real);
+            setTimeout(() => sock.write(EVIL), 20);
+          }
+        }
+      });
+    });
+  });
+  afterAll(async () => {
+    await origin.close();
+  });
+
+  for (const client of ['lean', 'undici']) {
+    it(`${client}: the next request gets its own answer from a fresh request on a new connection`, async () => {
+      const u = await startUgate(['--upstream', origin.url, '--upstream-client', client, '--retries', '0'], { workers: 1 });
+      try {
+        for (const kind of ['same-write', 'later-write']) {
+          for (let i = 0; i < 3; i++) {
+            const path = `/${kind}/${client}/${i}`;
+            const before = { requests: requests.length, connections: origin.connections };
+            const r = await fetch(u.url + path);
+            expect([path, r.status, await r.text()]).toEqual([path, 200, `real ${path}`]);
+            // Exactly this request reached the backend, once, on a connection of its own.
+            expect(requests.slice(before.requests)).toEqual([path]);
+            expect(origin.connections - before.connections, path).toBe(1);
+            // Past the moment the unrequested answer arrives on an idle connection.
+            await sleep(50);
+          }
+        }
+      } finally {
+        await u.stop();
+      }
+    });
+  }
+});
+
+describe('lean upstream client: an unrequested answer already in the kernel when a response ends', () => {
+  it('an answer that ends exactly where a full read ends, an unrequested one right behind it: the request queued for that connection gets its own answer from a new one', async () => {
+    // --upstream-read-buffer 4kb and an answer of exactly 4096 bytes followed, in one write, by
+    // an unrequested one: the read that completes /exact is full, so the next read (libuv
+    // makes it at once) holds the unrequested answer, after the queued /next was written.
+    const EVIL = 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL';
+    const body = 'x'.repeat(4055);
+    const exact = `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    expect(exact.length).toBe(4096);
+    let held: Socket | null = null;
+    const seen: { path: string; conn: number }[] = [];
+    let conns = 0;
+    const origin = await startRawOrigin((sock) => {
+      const conn = ++conns;
+      sock.on('data', (d: Buffer) => {
+        const path = d.toString('latin1').split(' ')[1];
+        seen.push({ path, conn });
+        if (path === '/exact') held = sock; // answered when the test says
+        else sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${5 + path.length}\r\n\r\nreal ${path}`);
+      });
+    });
+    const u = await startUgate(['--upstream', origin.url, '--pool-connections', '1', '--upstream-read-buffer', '4kb', '--retries', '0'], { workers: 1 });
+    try {
+      const first = fetch(u.url + '/exact').then((r) => r.text());
+      await eventually(() => held !== null);
+      const next = fetch(u.url + '/next').then((r) => r.text());
+      // Both are in flight: /next waits in the pool's queue for the one connection.
+      await eventually(async () => (await u.stats()).backends[0].inFlight === 2);
+      held!.write(exact + EVIL);
+      expect((await first) === body).toBe(true);
+      expect(await next).toBe('real /next');
+      expect(seen).toEqual([
+        { path: '/exact', conn: 1 },
+        { path: '/next', conn: 2 },
+      ]);
+    } finally {
+      await u.stop();
+      await origin.close();
+    }
   });
 });
 

@@ -11,7 +11,7 @@ import { Exchange, Phase } from '../exchange';
 import { continueFrom, CACHE_LOOKUP, CACHE_RESUME } from '../pipeline';
 import { respondError } from '../respond';
 import { noteAnswer, noteAttemptFailed } from '../retry';
-import { upstreamErrorId } from '../stages/stream-back';
+import { refuseBadStatusLine, upstreamErrorId } from '../stages/stream-back';
 import { redispatch, releaseBackend } from '../stages/upstream';
 import { withoutConditionals, type WorkerCache } from './cache';
 import { emptyDirectives, emptyFacts, emptyFreshness, notModifiedMatches, storability, type Directives, type Freshness, type ResponseFacts } from './policy';
@@ -427,6 +427,7 @@ export class BackgroundHandler implements Dispatcher.DispatchHandler {
   }
 
   onHeaders(status: number, rawHeaders: Buffer[], _resume: () => void, statusText: string): boolean {
+    if (refuseBadStatusLine(status, statusText, this.fill.abort)) return false;
     if (status < 200) return true;
     this.answered = true;
     noteAnswer(this.x, status);

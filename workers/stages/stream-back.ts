@@ -12,9 +12,10 @@
 import { E } from '../../src/shared/errors';
 import { Exchange, Phase } from '../exchange';
 import { endBodiless } from '../end-bodiless';
-import { connectionNamed, equalsLower, RESPONSE_HOP_FIELDS, statusLine, statusLineOut, VIA } from '../http-fields';
+import { connectionNamed, equalsLower, forwardableStatus, RESPONSE_HOP_FIELDS, statusLine, statusLineOut, VIA } from '../http-fields';
 import { respondError } from '../respond';
 import { failAttempt, noteAnswer } from '../retry';
+import { ParseError } from '../upstream-pool/response-parser';
 import { record } from './record';
 
 /** undici's dispatch handler (the raw interface: response headers stay unparsed Buffers). */
@@ -30,6 +31,7 @@ export class UpstreamHandler {
   onHeaders(status: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     const x = this.x;
     if (x.phase === Phase.Done || x.attempts !== this.attempt) return false;
+    if (refuseBadStatusLine(status, statusText, x.abortUpstream)) return false;
     // 1xx are not forwarded: uWS already answered 100-continue to the client.
     if (status < 200) return true;
     noteAnswer(x, status);
@@ -263,6 +265,16 @@ function flushPendingHeads(): void {
     if (x.headPending && x.phase === Phase.Streaming) x.res.cork(() => writeHead(x));
   }
   pendingHeads.length = 0;
+}
+
+/** A status line either client delivered that no client of ugate may get (forwardableStatus):
+ * the attempt is aborted with a parse error, so the upstream client calls the handler's
+ * onError with it, once, as it does for its own parse errors (502
+ * UGATE_ERR_UPSTREAM_BAD_RESPONSE, no retry, the connection dropped). True when refused. */
+export function refuseBadStatusLine(status: number, statusText: string, abort: ((err?: Error) => void) | null): boolean {
+  if (forwardableStatus(status, statusText)) return false;
+  abort?.(new ParseError('HPE_INVALID_STATUS', `invalid status line from the backend (status ${status})`));
+  return true;
 }
 
 export function upstreamErrorId(err: Error & { code?: string }): number {

@@ -71,6 +71,12 @@ export class Connection implements ResponseSink {
   /** A request behind was aborted or moved (moveLate): when its turn comes the connection is
    * dropped (complete()), so nothing more may join it. */
   private dropsAtTurn = false;
+  /** Bytes may be waiting unread in the kernel: the last read filled the read buffer (libuv
+   * reads again at once, after this read's callback), or the socket is paused for a slow
+   * client. A response that ends then is not followed by another request on this connection
+   * (complete()): bytes the backend sent after it, unasked, would be read as that request's
+   * answer. */
+  private unreadPossible = false;
 
   constructor(private readonly pool: Http1Pool, first: PendingRequest) {
     this.req = first;
@@ -279,10 +285,21 @@ export class Connection implements ResponseSink {
   /** Handler said stop (its client is slow): stop reading, and the body wait with it. */
   private delivered(keepGoing: boolean): boolean {
     if (!keepGoing) {
-      this.socket.pause();
       this.deadline = 0;
+      // A whole body has nothing left to hold back. The socket goes on reading, so bytes the
+      // backend sends meanwhile (unasked, with no request behind) drop the connection at once
+      // (onSocketData) instead of waiting in the kernel to become the next request's answer.
+      if (this.heldWhole()) return keepGoing;
+      this.socket.pause();
+      this.unreadPossible = true;
     }
     return keepGoing;
+  }
+
+  /** The response is complete but held by its handler, and no request is pipelined behind it:
+   * nothing more is due on this connection until it is released. */
+  private heldWhole(): boolean {
+    return this.parser.bodyComplete && this.behind.length === 0;
   }
 
   private resume(): void {
@@ -293,7 +310,9 @@ export class Connection implements ResponseSink {
     this.guard(() => this.parser.resume());
   }
 
-  /** `extra`: bytes came after the response; the next pipelined response, or garbage. */
+  /** `extra`: bytes came after the response; the next pipelined response, or garbage. The
+   * connection is dropped after it then, and also when more bytes may be unread (see
+   * unreadPossible): HTTP/1.1 cannot tell an unrequested answer from the next one. */
   private complete(reusable: boolean, extra: boolean): void {
     const req = this.req;
     if (req === null) return; // aborted from inside a handler call: the connection is gone
@@ -311,7 +330,7 @@ export class Connection implements ResponseSink {
       this.parser.next(next.opts.method === 'HEAD');
       this.waiting = Wait.Headers;
       this.startHeadersWait();
-    } else if (open && !skipped && !extra) {
+    } else if (open && !skipped && !extra && !this.unreadPossible) {
       this.waiting = Wait.Idle;
       this.pool.release(this, this.parser.keepAliveHint);
     } else {
@@ -326,11 +345,13 @@ export class Connection implements ResponseSink {
   // ---- the socket ----
 
   private onSocketData(chunk: Buffer): boolean {
-    if (this.req === null || this.parser.idle) {
-      // Bytes nobody asked for (no pipelining here): the connection cannot be trusted.
+    if (this.req === null || this.parser.idle || this.heldWhole()) {
+      // Bytes nobody asked for: while idle in the pool, or after a whole response its handler
+      // still holds. The connection cannot be trusted (the next request would read them).
       this.destroy();
       return false;
     }
+    this.unreadPossible = chunk.length === this.pool.options.readBuffer.length;
     this.guard(() => this.parser.execute(chunk));
     return true;
   }

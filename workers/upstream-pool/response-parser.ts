@@ -45,6 +45,9 @@ const CR = 13;
 const LF = 10;
 /** Longest chunk-size line (size, extensions) or trailer section line, CRLF included. */
 const MAX_LINE = 4096;
+/** Empty lines (CRLF or bare LF) tolerated before a status line (RFC 9112 §2.2): some backends
+ * send a stray CRLF after a body. A few are a sloppy peer; more are refused as garbage. */
+const MAX_EMPTY_LINES = 4;
 /** A chunk size above 2^48 is refused rather than lose precision. */
 const MAX_CHUNK_HEX_DIGITS = 12;
 
@@ -67,6 +70,8 @@ export class ResponseParser {
   private paused = false;
   private running = false;
   private eofSeen = false;
+  /** Empty lines skipped before the status line of the current response. */
+  private emptyLines = 0;
   /** Seconds from a Keep-Alive: timeout=N hint in the last head, or -1. */
   keepAliveHint = -1;
   /** Some byte of the current response has arrived. */
@@ -86,6 +91,7 @@ export class ResponseParser {
     this.keepAliveHint = -1;
     this.started = false;
     this.eofSeen = false;
+    this.emptyLines = 0;
   }
 
   /** Expect the response to the next pipelined request: like reset(), but the bytes already
@@ -114,7 +120,14 @@ export class ResponseParser {
 
   /** Every byte of the body arrived; onEnd waits for the sink to resume. */
   private get completeButPaused(): boolean {
-    return this.paused && this.state === State.Length && this.remaining === 0;
+    return this.paused && this.bodyComplete;
+  }
+
+  /** The body (of a response framed by Content-Length, or without one) has arrived whole: no
+   * further byte belongs to this response. True from the sink's last onBody (or its onHead,
+   * when there is no body) until onEnd. */
+  get bodyComplete(): boolean {
+    return this.state === State.Length && this.remaining === 0;
   }
 
   /** Feed bytes; throws ParseError on a malformed response. `buf` is not kept. */
@@ -265,6 +278,18 @@ export class ResponseParser {
       data = Buffer.concat([this.partial, buf]);
       this.partial = null;
     }
+    // No head starts with CR or LF: one byte compare, and empty lines are skipped only here.
+    if (data[0] === CR || data[0] === LF) {
+      const at = this.skipEmptyLines(data);
+      if (at === data.length || (at === data.length - 1 && data[at] === CR)) {
+        // All empty lines, or a CR whose LF is still to come: wait for the status line.
+        this.partial = at === data.length ? null : Buffer.from([CR]);
+        this.held = null;
+        return;
+      }
+      data = data.subarray(at);
+      searchFrom = 0;
+    }
     const blank = data.indexOf('\r\n\r\n', searchFrom, 'latin1');
     if (blank < 0 && bareLineFeed(data, searchFrom)) {
       // Refused at once: a head ended by bare LFs would otherwise wait for the headers timeout.
@@ -283,6 +308,20 @@ export class ResponseParser {
     const head = Buffer.allocUnsafe(blank + 2); // with the CRLF of the last field line
     data.copy(head, 0, 0, blank + 2);
     this.parseHead(head, blank + 2);
+  }
+
+  /** Index past the empty lines that start `data` (counted across reads and interim heads);
+   * throws past MAX_EMPTY_LINES or on a CR followed by anything but LF. Stops at a final CR. */
+  private skipEmptyLines(data: Buffer): number {
+    let i = 0;
+    for (;;) {
+      if (data[i] === LF) i++;
+      else if (data[i] === CR && i + 1 < data.length) {
+        if (data[i + 1] !== LF) throw new ParseError('HPE_LF_EXPECTED', 'empty line before the status line not ended by CRLF');
+        i += 2;
+      } else return i;
+      if (++this.emptyLines > MAX_EMPTY_LINES) throw new ParseError('HPE_INVALID_CONSTANT', `more than ${MAX_EMPTY_LINES} empty lines before the status line`);
+    }
   }
 
   private parseHead(data: Buffer, headEnd: number): void {

@@ -47,4 +47,33 @@ describe('balancing config', () => {
     );
     expect(fieldError(() => buildConfig({ routes: [{ path: '/a', upstream: [UP], balance: 'x' }] }, null))).toContain('routes[0].balance: "x"');
   });
+
+  it('refuses a health-timeout not shorter than health-interval while checks are on, naming both settings', () => {
+    const on = { upstream: [UP], 'health-path': '/h' };
+    expect(fieldError(() => buildConfig({ ...on, 'health-interval': '1s' }, null))).toBe('health-interval: "1s" must be longer than health-timeout ("2s", the default)');
+    expect(fieldError(() => buildConfig({ ...on, 'health-timeout': '5s' }, null))).toBe('health-timeout: "5s" must be shorter than health-interval ("5s", the default)');
+    expect(fieldError(() => buildConfig({ ...on, 'health-timeout': '3s', 'health-interval': 2000 }, null))).toBe('health-timeout: "3s" must be shorter than health-interval (2000)');
+    // Shorter by a millisecond is enough.
+    expect(buildConfig({ ...on, 'health-timeout': '999ms', 'health-interval': '1s' }, null).routes[0].lb).toMatchObject({ healthTimeoutMs: 999, healthIntervalMs: 1000 });
+  });
+
+  it('per route: the route\'s own setting is named, and a top-level pair only a route puts to use names that route', () => {
+    const route = (r: Record<string, unknown>) => ({ routes: [{ path: '/a', upstream: [UP], ...r }] });
+    expect(fieldError(() => buildConfig({ 'health-path': '/h', ...route({ 'health-timeout': '6s' }) }, null))).toBe(
+      'routes[0].health-timeout: "6s" must be shorter than health-interval ("5s", the default)',
+    );
+    expect(fieldError(() => buildConfig({ 'health-path': '/h', 'health-timeout': '1500ms', ...route({ 'health-interval': '1s' }) }, null))).toBe(
+      'routes[0].health-interval: "1s" must be longer than health-timeout ("1500ms")',
+    );
+    expect(fieldError(() => buildConfig({ 'health-interval': '1s', ...route({ 'health-path': '/h' }) }, null))).toBe(
+      'health-interval: "1s" must be longer than health-timeout ("2s", the default) (health checks on in routes[0])',
+    );
+    // A route that fixes the pair for itself is fine.
+    expect(buildConfig({ 'health-path': '/h', 'health-interval': '1s', 'health-timeout': '500ms', ...route({ 'health-interval': '2s' }) }, null).routes[0].lb).toMatchObject({ healthIntervalMs: 2000, healthTimeoutMs: 500 });
+  });
+
+  it('with active checks off (health-path off, the default) the pair is not used, so not refused', () => {
+    expect(buildConfig({ upstream: [UP], 'health-interval': '1s', 'health-timeout': '10s' }, null).routes[0].lb).toMatchObject({ healthPath: null, healthIntervalMs: 1000, healthTimeoutMs: 10_000 });
+    expect(buildConfig({ 'health-path': '/h', routes: [{ path: '/a', upstream: [UP], 'health-path': 'off', 'health-interval': '1s' }] }, null).routes[0].lb.healthPath).toBeNull();
+  });
 });

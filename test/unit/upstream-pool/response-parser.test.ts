@@ -165,6 +165,38 @@ function expected(c: Case): Outcome {
 const CHUNKED_BODY = 'hello' + '0123456789' + 'abcdefghijk' + 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
 
 const cases: Case[] = [
+  // RFC 9112 §2.2: a stray empty line before the status line is tolerated (up to 4 of them).
+  {
+    name: 'a CRLF before the status line',
+    raw: '\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
+    heads: [{ status: 200, statusText: 'OK', headers: [['Content-Length', '2']] }],
+    body: 'ok',
+    reusable: true,
+  },
+  {
+    name: 'a bare LF before the status line',
+    raw: '\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
+    heads: [{ status: 200, statusText: 'OK', headers: [['Content-Length', '2']] }],
+    body: 'ok',
+    reusable: true,
+  },
+  {
+    name: 'four empty lines, CRLF and LF mixed, before the status line',
+    raw: '\r\n\n\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
+    heads: [{ status: 200, statusText: 'OK', headers: [['Content-Length', '2']] }],
+    body: 'ok',
+    reusable: true,
+  },
+  {
+    name: 'an empty line before the final head after an interim one (four in all)',
+    raw: '\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n\r\n\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
+    heads: [
+      { status: 103, statusText: 'Early Hints', headers: [['Link', '</a>']] },
+      { status: 200, statusText: 'OK', headers: [['Content-Length', '2']] },
+    ],
+    body: 'ok',
+    reusable: true,
+  },
   {
     name: 'Content-Length body',
     raw: 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello world',
@@ -509,6 +541,24 @@ describe('ResponseParser: pipelined responses (next())', () => {
     expect(sink.body).toBe('onetwo');
   });
 
+  it('a CRLF between pipelined responses: skipped, each delivered, split at every offset', () => {
+    const bytes = Buffer.from(THREE.replace(/(?=HTTP\/1\.1 )/g, '\r\n'), 'latin1');
+    for (let at = 1; at < bytes.length; at++) {
+      const { p, sink } = pipelined();
+      feed(p, bytes.subarray(0, at));
+      feed(p, bytes.subarray(at));
+      const log = sink.log.join('|').replace(/\|body:([^|]*)\|body:/g, '|body:$1');
+      expect(log.split('|'), `split at ${at}`).toEqual(['head:200', 'body:one', 'end:true', 'head:200', 'body:two', 'end:true', 'head:204', 'end:true']);
+      expect(p.idle).toBe(true);
+    }
+  });
+
+  it('the empty-line allowance is per response: four before each of three pipelined responses', () => {
+    const { p, sink } = pipelined();
+    feed(p, THREE.replace(/(?=HTTP\/1\.1 )/g, '\r\n\n\r\n\r\n'));
+    expect(sink.log).toEqual(['head:200', 'body:one', 'end:true', 'head:200', 'body:two', 'end:true', 'head:204', 'end:true']);
+  });
+
   it('a malformed second response still throws', () => {
     const { p } = pipelined();
     expect(() => feed(p, 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\noneHTTP/1.1 200 OK\nContent-Length: 1\n\nx')).toThrow(ParseError);
@@ -582,6 +632,12 @@ describe('ResponseParser: malformed responses throw ParseError', () => {
     ['ESC in the reason phrase', 'HTTP/1.1 200 O\x1bK\r\nContent-Length: 0\r\n\r\n', 'HPE_INVALID_HEADER_TOKEN'],
     ['a control character in a trailer value', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: a\x01b\r\n\r\n', 'HPE_INVALID_HEADER_TOKEN'],
     ['NUL in a trailer value', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: a\x00b\r\n\r\n', 'HPE_INVALID_HEADER_TOKEN'],
+    // Empty lines before the status line: a few are tolerated (above), not more, nor garbage.
+    ['five empty lines before the status line', '\r\n\r\n\n\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n', 'HPE_INVALID_CONSTANT'],
+    ['five empty lines around an interim head', '\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n\r\n\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n', 'HPE_INVALID_CONSTANT'],
+    ['a CR not followed by LF before the status line', '\rHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n', 'HPE_LF_EXPECTED'],
+    ['a space line before the status line', ' \r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n', 'HPE_INVALID_CONSTANT'],
+    ['garbage after an empty line before the status line', '\r\nx\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n', 'HPE_INVALID_CONSTANT'],
     ['101 Switching Protocols', 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n', 'HPE_INVALID_STATUS'],
   ];
   for (const [name, raw, code] of errors) {
