@@ -1,5 +1,5 @@
 // Raw client sockets, for requests no HTTP client library would send.
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 
 export interface RawResult {
   /** Bytes received before the connection closed or the wait ended. */
@@ -45,5 +45,20 @@ export function rawRequest(port: number, chunks: (string | Buffer | number)[], w
         else sock.write(c);
       }
     });
+  });
+}
+
+/** Calls `onHead(path, head)` for each request head a raw backend socket receives (bodyless
+ * requests: GET, HEAD), in order, however the bytes are split or batched. */
+export function onRequestHeads(sock: Socket, onHead: (path: string, head: string) => void): void {
+  let pending = '';
+  sock.on('data', (d: Buffer) => {
+    pending += d.toString('latin1');
+    let at: number;
+    while ((at = pending.indexOf('\r\n\r\n')) >= 0) {
+      const head = pending.slice(0, at);
+      pending = pending.slice(at + 4);
+      onHead(head.split(' ')[1], head);
+    }
   });
 }

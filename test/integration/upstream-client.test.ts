@@ -4,7 +4,7 @@
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrigin, startRawOrigin, sha256, type Origin } from '../helpers/origin';
-import { rawRequest } from '../helpers/raw';
+import { onRequestHeads, rawRequest } from '../helpers/raw';
 import { eventually, sleep, startUgate, type Ugate } from '../helpers/ugate';
 
 type Step = string | Buffer | number | 'end';
@@ -22,16 +22,9 @@ async function send(sock: Socket, parts: Step[]): Promise<void> {
 /** A raw origin answering each request head (GET, no body) with the steps `script` gives. */
 function scriptedOrigin(script: (path: string) => Step[]) {
   return startRawOrigin((sock) => {
-    let pending = '';
     let chain = Promise.resolve();
-    sock.on('data', (d: Buffer) => {
-      pending += d.toString('latin1');
-      let at: number;
-      while ((at = pending.indexOf('\r\n\r\n')) >= 0) {
-        const path = pending.slice(0, at).split(' ')[1];
-        pending = pending.slice(at + 4);
-        chain = chain.then(() => send(sock, script(path)));
-      }
+    onRequestHeads(sock, (path) => {
+      chain = chain.then(() => send(sock, script(path)));
     });
   });
 }
@@ -329,21 +322,14 @@ describe('both upstream clients: bytes a backend sends after a complete response
   const requests: string[] = [];
   beforeAll(async () => {
     origin = await startRawOrigin((sock) => {
-      let pending = '';
-      sock.on('data', (d: Buffer) => {
-        pending += d.toString('latin1');
-        let at: number;
-        while ((at = pending.indexOf('\r\n\r\n')) >= 0) {
-          const path = pending.slice(0, at).split(' ')[1];
-          pending = pending.slice(at + 4);
-          requests.push(path);
-          const body = `real ${path}`;
-          const real = `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
-          if (path.startsWith('/same-write')) sock.write(real + EVIL);
-          else {
-            sock.write(real);
-            setTimeout(() => sock.write(EVIL), 20);
-          }
+      onRequestHeads(sock, (path) => {
+        requests.push(path);
+        const body = `real ${path}`;
+        const real = `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+        if (path.startsWith('/same-write')) sock.write(real + EVIL);
+        else {
+          sock.write(real);
+          setTimeout(() => sock.write(EVIL), 20);
         }
       });
     });

@@ -5,6 +5,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Http1Pool, type Http1PoolOptions } from '../../../workers/upstream-pool/pool';
+import { onRequestHeads } from '../../helpers/raw';
 
 const EVIL = 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL';
 
@@ -61,16 +62,9 @@ async function rawBackend(answer: (path: string, sock: Socket) => void) {
     sockets.add(sock);
     sock.on('error', () => {});
     sock.once('close', () => sockets.delete(sock));
-    let pending = '';
-    sock.on('data', (d: Buffer) => {
-      pending += d.toString('latin1');
-      let at: number;
-      while ((at = pending.indexOf('\r\n\r\n')) >= 0) {
-        const path = pending.slice(0, at).split(' ')[1];
-        pending = pending.slice(at + 4);
-        seen.push({ path, conn });
-        answer(path, sock);
-      }
+    onRequestHeads(sock, (path) => {
+      seen.push({ path, conn });
+      answer(path, sock);
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
