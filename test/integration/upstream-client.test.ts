@@ -637,3 +637,95 @@ describe('lean upstream client: a slow client takes the last bytes of a body', (
     }
   });
 });
+
+describe('lean upstream client: empty lines a backend sends after a complete response', () => {
+  // Some backends follow a body with a CRLF (after a Content-Length body, or after the chunked
+  // terminator), in the same write or a moment later, when the connection is idle in the pool.
+  // A few such empty lines are harmless (RFC 9112 §2.2); any more, or any other byte, are not.
+  const CHUNKED = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n';
+  const OK = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
+  const AFTER: Record<string, (sock: Socket) => void> = {
+    '/length-crlf': (s) => s.write(OK + '\r\n'),
+    '/chunked-crlf': (s) => s.write(CHUNKED + '\r\n'),
+    '/length-lf': (s) => s.write(OK + '\n'),
+    '/four-lines': (s) => s.write(OK + '\r\n\n\r\n\r\n'),
+    '/crlf-later': (s) => {
+      s.write(OK);
+      setTimeout(() => s.write('\r\n'), 10);
+    },
+    '/cr-then-lf-later': (s) => {
+      s.write(OK + '\r');
+      setTimeout(() => s.write('\n'), 10);
+    },
+    '/two-then-two-later': (s) => {
+      s.write(CHUNKED + '\r\n\r\n');
+      setTimeout(() => s.write('\r\n\r\n'), 10);
+    },
+    '/five-lines': (s) => s.write(OK + '\r\n\r\n\r\n\r\n\r\n'),
+    '/three-then-two-later': (s) => {
+      s.write(OK + '\r\n\r\n\r\n');
+      setTimeout(() => s.write('\r\n\r\n'), 10);
+    },
+    '/crlf-then-garbage-later': (s) => {
+      s.write(OK + '\r\n');
+      setTimeout(() => s.write('x\r\n'), 10);
+    },
+    '/cr-then-garbage-later': (s) => {
+      s.write(OK + '\r');
+      setTimeout(() => s.write('x'), 10);
+    },
+    '/crlf-forever': (s) => {
+      s.write(OK);
+      const t = setInterval(() => (s.destroyed ? clearInterval(t) : s.write('\r\n')), 5);
+    },
+  };
+  let origin: Awaited<ReturnType<typeof startRawOrigin>>;
+  let u: Ugate;
+  /** Per connection number: resolves when the backend sees it closed. */
+  const closed: Promise<void>[] = [];
+  beforeAll(async () => {
+    origin = await startRawOrigin((sock) => {
+      closed.push(new Promise((resolve) => sock.once('close', () => resolve())));
+      onRequestHeads(sock, (path) => (AFTER[path] ?? AFTER['/length-crlf'])(sock));
+    });
+    u = await startUgate(['--upstream', origin.url, '--pool-connections', '1', '--retries', '0'], { workers: 1 });
+  });
+  afterAll(async () => {
+    await u.stop();
+    await origin.close();
+  });
+
+  it('up to 4 empty lines (CRLF or bare LF) after each answer, in the same read or while idle: 20 sequential requests each answered, on one backend connection', async () => {
+    for (const path of ['/length-crlf', '/chunked-crlf', '/length-lf', '/four-lines', '/crlf-later', '/cr-then-lf-later', '/two-then-two-later']) {
+      const before = origin.connections;
+      for (let i = 0; i < 20; i++) {
+        const r = await fetch(u.url + path);
+        expect([path, i, r.status, await r.text()]).toEqual([path, i, 200, 'ok']);
+        // Past the moment the late empty lines reach the connection, idle in the pool.
+        if (path.endsWith('later')) await sleep(30);
+      }
+      // The first path may open the connection; after that, none is opened.
+      expect([path, origin.connections - before]).toEqual([path, before === 0 ? 1 : 0]);
+    }
+  });
+
+  it('more than 4 empty lines after an answer (in one read or across reads), or any other byte after them: the answer is forwarded and the connection dropped', async () => {
+    for (const path of ['/five-lines', '/three-then-two-later', '/crlf-then-garbage-later', '/cr-then-garbage-later']) {
+      await fetch(u.url + '/length-crlf');
+      const conn = origin.connections;
+      const r = await fetch(u.url + path);
+      expect([path, r.status, await r.text()]).toEqual([path, 200, 'ok']);
+      await closed[conn - 1];
+      expect(await (await fetch(u.url + '/length-crlf')).text()).toBe('ok');
+      expect([path, origin.connections]).toEqual([path, conn + 1]);
+    }
+  });
+
+  it('a backend that keeps sending empty lines on an idle connection: ugate drops it', async () => {
+    await fetch(u.url + '/length-crlf');
+    const conn = origin.connections;
+    expect(await (await fetch(u.url + '/crlf-forever')).text()).toBe('ok');
+    const gone = await Promise.race([closed[conn - 1].then(() => 'closed'), sleep(3000).then(() => 'still open')]);
+    expect(gone).toBe('closed');
+  });
+});

@@ -101,8 +101,8 @@ describe('lean upstream client: --pipelining', () => {
   it('--pipelining 4 against a backend that writes a CRLF after every answer: each client gets its own answer, none a 502', async () => {
     // A stray CRLF after a body (RFC 9112 §2.2 asks clients to tolerate empty lines before a
     // status line): between pipelined answers it precedes the next one. After the last answer
-    // in flight it is unsolicited, and that connection is not reused.
-    const { u, arrivals } = await setup((_method, path) => ({ delay: 2, response: ok(`answer to ${path}`) + '\r\n' }), ['--pipelining', '4']);
+    // in flight it is a harmless trailing empty line, and the connection is kept.
+    const { u, origin, arrivals } = await setup((_method, path) => ({ delay: 2, response: ok(`answer to ${path}`) + '\r\n' }), ['--pipelining', '4']);
     const results = await Promise.all(
       Array.from({ length: 24 }, async (_, i) => {
         const r = await fetch(`${u.url}/crlf/${i}`);
@@ -113,6 +113,9 @@ describe('lean upstream client: --pipelining', () => {
     // They were pipelined: some arrived with answers still due ahead of them on their connection.
     expect(arrivals.some((a) => a.waiting > 0)).toBe(true);
     expect(Math.max(...arrivals.map((a) => a.waiting))).toBeLessThanOrEqual(3);
+    // The CRLF after the last answer did not cost the connection: a later request reuses it.
+    expect(await (await fetch(`${u.url}/after`)).text()).toBe('answer to /after');
+    expect(origin.connections).toBe(1);
   });
 
   it('40 concurrent GETs and HEADs on one connection: each client gets its own answer; the backend saw them pipelined, at most 8 in flight, several per read', async () => {

@@ -347,7 +347,9 @@ export class Connection implements ResponseSink {
   private onSocketData(chunk: Buffer): boolean {
     if (this.req === null || this.parser.idle || this.heldWhole()) {
       // Bytes nobody asked for: while idle in the pool, or after a whole response its handler
-      // still holds. The connection cannot be trusted (the next request would read them).
+      // still holds. The connection cannot be trusted (the next request would read them),
+      // unless they are a few empty lines: a backend's stray CRLF after a body.
+      if (this.parser.skipTrailing(chunk)) return true;
       this.destroy();
       return false;
     }

@@ -18,8 +18,9 @@ export interface ResponseSink {
   onHead(status: number, statusText: string, rawHeaders: Buffer[]): boolean;
   onBody(chunk: Buffer): boolean;
   /** The message is complete. `reusable`: the connection may carry another request.
-   * `extra`: bytes followed it in the same read; they are the next response when a request is
-   * pipelined (the sink then calls next() from here), and a broken connection when not. */
+   * `extra`: bytes other than a few empty lines followed it in the same read: a broken
+   * connection, unless a request is pipelined behind (they are then its answer's first bytes;
+   * the sink calls next() from here, `extra` or not). */
   onEnd(reusable: boolean, extra: boolean): void;
 }
 
@@ -45,9 +46,12 @@ const CR = 13;
 const LF = 10;
 /** Longest chunk-size line (size, extensions) or trailer section line, CRLF included. */
 const MAX_LINE = 4096;
-/** Empty lines (CRLF or bare LF) tolerated before a status line (RFC 9112 §2.2): some backends
- * send a stray CRLF after a body. A few are a sloppy peer; more are refused as garbage. */
+/** Empty lines (CRLF or bare LF) tolerated before a status line (RFC 9112 §2.2), and after a
+ * complete response: some backends send a stray CRLF after a body. A few are a sloppy peer;
+ * more are refused as garbage (a backend streaming CRLFs must not keep a connection alive). */
 const MAX_EMPTY_LINES = 4;
+/** The CR of an empty line whose LF is still to come, carried into the next response. */
+const CR_ONLY = Buffer.from([CR]);
 /** A chunk size above 2^48 is refused rather than lose precision. */
 const MAX_CHUNK_HEX_DIGITS = 12;
 
@@ -72,6 +76,10 @@ export class ResponseParser {
   private eofSeen = false;
   /** Empty lines skipped before the status line of the current response. */
   private emptyLines = 0;
+  /** Empty lines after the previous response (skipTrailing), and whether the last of them is
+   * a CR still waiting for its LF. Counted until the next response is expected. */
+  private trailingLines = 0;
+  private trailingCR = false;
   /** Seconds from a Keep-Alive: timeout=N hint in the last head, or -1. */
   keepAliveHint = -1;
   /** Some byte of the current response has arrived. */
@@ -81,6 +89,14 @@ export class ResponseParser {
 
   /** Expect a new response; `head` requests get one without a body. */
   reset(head: boolean): void {
+    const cr = this.trailingCR;
+    this.arm(head);
+    // An empty line after the previous response was cut after its CR: the LF (or whatever
+    // comes instead, refused then) is the first byte read for this one.
+    if (cr) this.partial = CR_ONLY;
+  }
+
+  private arm(head: boolean): void {
     this.state = State.Head;
     this.headless = head;
     this.partial = null;
@@ -92,13 +108,16 @@ export class ResponseParser {
     this.started = false;
     this.eofSeen = false;
     this.emptyLines = 0;
+    this.trailingLines = 0;
+    this.trailingCR = false;
   }
 
   /** Expect the response to the next pipelined request: like reset(), but the bytes already
-   * read past the previous response are its first. Called from the sink's onEnd. */
+   * read past the previous response are its first (empty lines among them are skipped as
+   * the ones before its status line). Called from the sink's onEnd. */
   next(head: boolean): void {
     const held = this.held;
-    this.reset(head);
+    this.arm(head);
     this.held = held;
     this.started = held !== null && held.length > 0;
   }
@@ -209,12 +228,44 @@ export class ResponseParser {
   }
 
   private end(): void {
-    const extra = this.held !== null && this.held.length > 0;
+    // Empty lines alone are not `extra` (counted as trailing); before a pipelined response
+    // they are skipped again, as its own leading empty lines (next() recounts from zero).
+    const extra = this.held !== null && !this.trailingOnly(this.held);
     this.state = State.Done;
     this.sink.onEnd(this.reusable, extra);
     // Unless the sink armed the parser for a pipelined response (next()), what followed is
-    // dropped with the connection.
+    // dropped: empty lines, or bytes that drop the connection.
     if (this.state === State.Done) this.held = null;
+  }
+
+  /** Bytes read after a complete response, while no other is expected: the connection is idle,
+   * or its response is whole but held by a slow client. True when they are only empty lines
+   * (CRLF or bare LF), at most MAX_EMPTY_LINES since that response ended: a backend's stray
+   * CRLF after a body, harmless, and the connection stays usable. False for anything else:
+   * bytes nobody asked for. `buf` is not kept. */
+  skipTrailing(buf: Buffer): boolean {
+    const held = this.held;
+    if (held !== null) {
+      // Held with the paused response, read before `buf`: they come first.
+      this.held = null;
+      if (!this.trailingOnly(held)) return false;
+    }
+    return this.trailingOnly(buf);
+  }
+
+  private trailingOnly(buf: Buffer): boolean {
+    for (let i = 0; i < buf.length; i++) {
+      const c = buf[i];
+      if (this.trailingCR) {
+        if (c !== LF) return false;
+        this.trailingCR = false;
+      } else if (c === CR) {
+        this.trailingCR = true;
+        continue;
+      } else if (c !== LF) return false;
+      if (++this.trailingLines > MAX_EMPTY_LINES) return false;
+    }
+    return true;
   }
 
   // ---- lines of the chunked framing: sizes, the CRLF after data, trailer fields ----

@@ -474,6 +474,76 @@ describe('ResponseParser: bytes after a complete response', () => {
   });
 });
 
+describe('ResponseParser: empty lines after a complete response', () => {
+  const OK = 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc';
+  const CHUNKED = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n';
+
+  it('up to 4 (CRLF or bare LF) in the read that ends the response, after a Content-Length or a chunked body: reusable', () => {
+    for (const [raw, after] of [
+      [OK, '\r\n'],
+      [CHUNKED, '\r\n'],
+      [OK, '\n'],
+      [CHUNKED, '\r\n\n\r\n\r\n'],
+    ]) {
+      const { p, sink } = setup();
+      feed(p, raw + after);
+      expect([after, sink.body, sink.ends]).toEqual([after, 'abc', [true]]);
+    }
+  });
+
+  it('a fifth, in the same read or read later (skipTrailing), or any other byte after them: not reusable', () => {
+    const { p, sink } = setup();
+    feed(p, OK + '\r\n\r\n\r\n\r\n\r\n');
+    expect(sink.ends).toEqual([false]);
+    const later = setup();
+    feed(later.p, OK + '\r\n\r\n\r\n');
+    expect(later.sink.ends).toEqual([true]);
+    expect(later.p.skipTrailing(Buffer.from('\r\n'))).toBe(true);
+    expect(later.p.skipTrailing(Buffer.from('\n'))).toBe(false);
+    for (const bytes of ['x', '\r\nx', '\rx', '\r\r\n']) {
+      const { p: q } = setup();
+      feed(q, OK);
+      expect([bytes, q.skipTrailing(Buffer.from(bytes, 'latin1'))]).toEqual([bytes, false]);
+    }
+  });
+
+  it('a CR whose LF comes in a later read is one empty line; its LF may come with the next response', () => {
+    const { p, sink } = setup();
+    feed(p, OK + '\r');
+    expect(sink.ends).toEqual([true]);
+    expect(p.skipTrailing(Buffer.from('\n\r'))).toBe(true);
+    p.reset(false);
+    expect(p.started).toBe(false);
+    feed(p, '\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ndef');
+    expect(sink.body).toBe('abcdef');
+    expect(sink.ends).toEqual([true, true]);
+  });
+
+  it('a CR left after the last response, then a next response that does not start with its LF: refused', () => {
+    const { p } = setup();
+    feed(p, OK + '\r');
+    p.reset(false);
+    expect(() => feed(p, 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ndef')).toThrow(ParseError);
+  });
+
+  it('read while a slow client holds the complete response: counted after the ones held with it', () => {
+    const { p, sink } = setup();
+    sink.bodyResult = () => false;
+    feed(p, OK + '\r\n\r\n');
+    expect(p.skipTrailing(Buffer.from('\r\n\r\n'))).toBe(true);
+    p.resume();
+    expect(sink.ends).toEqual([true]);
+    expect(p.skipTrailing(Buffer.from('\r\n'))).toBe(false);
+  });
+
+  it('bytes held with the paused response that are not empty lines: skipTrailing refuses the connection', () => {
+    const { p, sink } = setup();
+    sink.bodyResult = () => false;
+    feed(p, OK + 'EXTRA');
+    expect(p.skipTrailing(Buffer.from('\r\n'))).toBe(false);
+  });
+});
+
 // ---- pipelined responses: the sink arms the parser for the next one from onEnd ----
 
 describe('ResponseParser: pipelined responses (next())', () => {
