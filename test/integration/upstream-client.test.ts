@@ -729,3 +729,56 @@ describe('lean upstream client: empty lines a backend sends after a complete res
     expect(gone).toBe('closed');
   });
 });
+
+describe('lean upstream client: a reused connection that gets only an empty line before it closes', () => {
+  // On the second request of each connection the backend writes a CRLF and closes: no response
+  // began, so this is the stale keep-alive case (the idle connection was being closed).
+  let origin: Awaited<ReturnType<typeof startRawOrigin>>;
+  const seen: { line: string; conn: number }[] = [];
+  let u: Ugate;
+  beforeAll(async () => {
+    let conns = 0;
+    origin = await startRawOrigin((sock) => {
+      const conn = ++conns;
+      let n = 0;
+      let pending = '';
+      sock.on('data', (d: Buffer) => {
+        pending += d.toString('latin1');
+        const at = pending.indexOf('\r\n\r\n');
+        if (at < 0) return;
+        const line = pending.slice(0, pending.indexOf('\r\n'));
+        const length = Number(/content-length: *(\d+)/i.exec(pending.slice(0, at))?.[1] ?? 0);
+        if (pending.length < at + 4 + length) return;
+        pending = '';
+        seen.push({ line, conn });
+        if (++n === 2) sock.end('\r\n');
+        else sock.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+      });
+    });
+    u = await startUgate(['--upstream', origin.url, '--pool-connections', '1', '--retries', '0'], { workers: 1 });
+  });
+  afterAll(async () => {
+    await u.stop();
+    await origin.close();
+  });
+
+  it('an idempotent GET is re-sent once on a new connection and answered', async () => {
+    expect(await (await fetch(u.url + '/first')).text()).toBe('ok');
+    seen.length = 0;
+    const r = await fetch(u.url + '/again');
+    expect([r.status, await r.text()]).toEqual([200, 'ok']);
+    expect(seen).toEqual([
+      { line: 'GET /again HTTP/1.1', conn: 1 },
+      { line: 'GET /again HTTP/1.1', conn: 2 },
+    ]);
+  });
+
+  it('a POST is not re-sent: 502 UPSTREAM_RESET, and the backend saw it once', async () => {
+    expect(await (await fetch(u.url + '/first')).text()).toBe('ok');
+    seen.length = 0;
+    const r = await fetch(u.url + '/order', { method: 'POST', body: 'pay 10' });
+    expect(r.status).toBe(502);
+    expect(r.headers.get('x-ugate-error')).toBe('UGATE_ERR_UPSTREAM_RESET');
+    expect(seen.map((s) => s.line)).toEqual(['POST /order HTTP/1.1']);
+  });
+});

@@ -82,7 +82,9 @@ export class ResponseParser {
   private trailingCR = false;
   /** Seconds from a Keep-Alive: timeout=N hint in the last head, or -1. */
   keepAliveHint = -1;
-  /** Some byte of the current response has arrived. */
+  /** Some byte of the current response has arrived, empty lines before it not counted: a
+   * connection that brings only those and closes was closing, not answering (connection.ts
+   * sends the request again then). */
   started = false;
 
   constructor(private readonly sink: ResponseSink, private readonly maxHeadSize: number) {}
@@ -119,7 +121,6 @@ export class ResponseParser {
     const held = this.held;
     this.arm(head);
     this.held = held;
-    this.started = held !== null && held.length > 0;
   }
 
   /** The response being read closes the connection (Connection: close, HTTP/1.0, or a body
@@ -151,7 +152,6 @@ export class ResponseParser {
 
   /** Feed bytes; throws ParseError on a malformed response. `buf` is not kept. */
   execute(buf: Buffer): void {
-    this.started = true;
     if (this.held !== null) {
       this.held = Buffer.concat([this.held, buf]);
       return;
@@ -341,6 +341,7 @@ export class ResponseParser {
       data = data.subarray(at);
       searchFrom = 0;
     }
+    this.started = true;
     const blank = data.indexOf('\r\n\r\n', searchFrom, 'latin1');
     if (blank < 0 && bareLineFeed(data, searchFrom)) {
       // Refused at once: a head ended by bare LFs would otherwise wait for the headers timeout.

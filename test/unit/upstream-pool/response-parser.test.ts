@@ -542,6 +542,17 @@ describe('ResponseParser: empty lines after a complete response', () => {
     feed(p, OK + 'EXTRA');
     expect(p.skipTrailing(Buffer.from('\r\n'))).toBe(false);
   });
+
+  it('empty lines alone do not start a response (started): a connection closing after them was not answering', () => {
+    const { p } = setup();
+    feed(p, '\r\n');
+    feed(p, '\n\r');
+    expect(p.started).toBe(false);
+    expect(p.eof()).toBe(false);
+    const q = setup().p;
+    feed(q, '\r\nH');
+    expect(q.started).toBe(true);
+  });
 });
 
 // ---- pipelined responses: the sink arms the parser for the next one from onEnd ----
