@@ -20,6 +20,8 @@ export interface BackendRow {
   url: string;
   backup: boolean;
   weight: number;
+  /** How many times the route lists this URL (all of them share this row). */
+  entries: number;
   healthy: boolean;
   drained: boolean;
   ejected: boolean;
@@ -31,20 +33,52 @@ export interface BackendRow {
   requests: number;
 }
 
+interface AdminRow {
+  route: string;
+  url: string;
+  origin: string;
+  backup: boolean;
+  weight: number;
+  entries: number;
+  row: number;
+}
+
 export class BackendAdmin {
-  private readonly rows: { route: string; url: string; origin: string; backup: boolean; weight: number; row: number }[] = [];
+  private readonly rows: AdminRow[] = [];
 
   constructor(config: GatewayConfig, readonly table: BackendTable, rows: BackendRows) {
     this.update(config, rows);
   }
 
-  /** After a reload: the new routes and their rows. */
+  /** After a reload: the new routes and their rows. A URL that a route lists more than once
+   * has one table row (src/backend-rows.ts): its health, ejection, circuit and counts are
+   * those of one backend, so it is one admin row, whose weight is the sum of its entries'
+   * (the share of the route it gets). Shown once per entry, each would repeat the same counts,
+   * and a sum over /stats would count its requests twice. */
   update(config: GatewayConfig, idx: BackendRows): void {
     const table = this.table;
     this.rows.length = 0;
-    config.routes.forEach((r, ri) =>
-      r.backends.forEach((b, bi) => this.rows.push({ route: r.name, url: b.url, origin: b.origin, backup: b.backup, weight: b.weight, row: table.row(idx[ri][bi]) })),
-    );
+    config.routes.forEach((r, ri) => {
+      const byRow = new Map<number, AdminRow>();
+      r.backends.forEach((b, bi) => {
+        const row = table.row(idx[ri][bi]);
+        const seen = byRow.get(row);
+        if (seen === undefined) {
+          const entry = { route: r.name, url: b.url, origin: b.origin, backup: b.backup, weight: b.weight, entries: 1, row };
+          byRow.set(row, entry);
+          this.rows.push(entry);
+          return;
+        }
+        seen.entries++;
+        // Listed as a primary and as a backup: a backup entry never serves (it is a candidate
+        // only when no primary is, and this primary shares its health), so it adds no weight.
+        if (seen.backup === b.backup) seen.weight += b.weight;
+        else if (seen.backup) {
+          seen.backup = false;
+          seen.weight = b.weight;
+        }
+      });
+    });
   }
 
   backends(): BackendRow[] {
@@ -57,6 +91,7 @@ export class BackendAdmin {
         url: r.url,
         backup: r.backup,
         weight: r.weight,
+        entries: r.entries,
         healthy: Atomics.load(t, r.row + BK_HEALTHY) === 1,
         drained: Atomics.load(t, r.row + BK_DRAINED) === 1,
         ejected: until !== 0 && until > now,
@@ -76,15 +111,8 @@ export class BackendAdmin {
 
   prometheus(): string {
     const label = (b: BackendRow) => `{route="${b.route}",backend="${b.url}"}`;
-    // A route may list the same URL twice: both entries share one row (src/backend-rows.ts),
-    // and a series may appear only once in an exposition.
-    const seen = new Set<string>();
-    const rows = this.backends().filter((b) => {
-      const key = label(b);
-      if (seen.has(key)) return false;
-      seen.add(key);
-      return true;
-    });
+    // One row per route and URL (update()), so each series appears once in the exposition.
+    const rows = this.backends();
     const out: string[] = [];
     const series = (name: string, type: string, help: string, value: (b: BackendRow) => number) => {
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);

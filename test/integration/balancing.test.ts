@@ -2,11 +2,14 @@
 // distribution asserted as counts at the backends (with tolerances: connections land on
 // workers as the kernel decides, and each worker balances on its own except where state is
 // shared).
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { startOrigin, type Origin } from '../helpers/origin';
 import { counts, load } from '../helpers/load';
-import { startUgate, type Ugate } from '../helpers/ugate';
+import { eventually, startUgate, type Ugate } from '../helpers/ugate';
 
 const started: { close(): Promise<unknown> }[] = [];
 let u: Ugate | null = null;
@@ -118,5 +121,57 @@ describe('balancing end to end', () => {
     const r = await runCli(['--upstream', 'http://127.0.0.1:1', '--balance', 'random']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('balance: "random" is not one of round-robin, weighted, least-conn, least-time, hash, sticky');
+  });
+});
+
+describe('admin view of a backend listed more than once', () => {
+  it('/stats and /metrics: one row per route and URL, with that route\'s counts; a URL listed twice in a route is one row whose weight sums its entries', async () => {
+    const [a, b] = await origins(2);
+    const yaml = [
+      'routes:',
+      `  - { name: twice, path: /twice, upstream: [${a.url}, ${a.url}, ${b.url}] }`,
+      `  - { name: weighted, path: /weighted, balance: weighted, upstream: ['${a.url} weight=2', '${a.url}', '${b.url}'] }`,
+      // Also a backup: that entry never serves (it shares the primary's health), so no weight.
+      `  - { name: shared, path: /shared, upstream: [${a.url}, '${a.url} weight=5 backup'] }`,
+      '',
+    ].join('\n');
+    const file = join(mkdtempSync(join(tmpdir(), 'ugate-dup-')), 'ugate.yaml');
+    writeFileSync(file, yaml);
+    // One worker: round-robin and weighted are then exact.
+    u = await startUgate(['--config', file], { workers: 1 });
+    for (const [path, n] of [['/twice', 30], ['/weighted', 8], ['/shared', 12]] as const) {
+      expect((await load(u.url, n, { concurrency: 1, path: () => path })).failed).toBe(0);
+    }
+    // What reached the backends: A 20 + 6 + 12, B 10 + 2.
+    expect(counts([a, b])).toEqual([38, 12]);
+    const rows = await eventually(async () => {
+      const s = await u!.stats();
+      return s.backends.every((r) => r.inFlight === 0) && s.backends;
+    });
+    const sorted = <T>(xs: T[]) => [...xs].sort((x, y) => JSON.stringify(x).localeCompare(JSON.stringify(y)));
+    expect(sorted(rows.map((r) => ({ route: r.route, url: r.url, backup: r.backup, weight: r.weight, entries: r.entries, requests: r.requests })))).toEqual(
+      sorted([
+        { route: 'twice', url: a.url, backup: false, weight: 2, entries: 2, requests: 20 },
+        { route: 'twice', url: b.url, backup: false, weight: 1, entries: 1, requests: 10 },
+        { route: 'weighted', url: a.url, backup: false, weight: 3, entries: 2, requests: 6 },
+        { route: 'weighted', url: b.url, backup: false, weight: 1, entries: 1, requests: 2 },
+        { route: 'shared', url: a.url, backup: false, weight: 1, entries: 2, requests: 12 },
+      ]),
+    );
+    // The rows add up to what the backends saw.
+    expect(rows.reduce((sum, r) => sum + r.requests, 0)).toBe(50);
+    const series = (await u.metrics()).split('\n').filter((l) => l.startsWith('ugate_backend_requests_total{'));
+    expect(series.sort()).toEqual(
+      [
+        `ugate_backend_requests_total{route="twice",backend="${a.url}"} 20`,
+        `ugate_backend_requests_total{route="twice",backend="${b.url}"} 10`,
+        `ugate_backend_requests_total{route="weighted",backend="${a.url}"} 6`,
+        `ugate_backend_requests_total{route="weighted",backend="${b.url}"} 2`,
+        `ugate_backend_requests_total{route="shared",backend="${a.url}"} 12`,
+      ].sort(),
+    );
+    // Draining it in one route names it once.
+    const drain = await fetch(`${u.adminUrl}/backends/drain`, { method: 'POST', body: JSON.stringify({ route: 'twice', backend: a.url }) });
+    expect(await drain.json()).toEqual({ action: 'drain', backends: [{ route: 'twice', backend: a.url }] });
   });
 });
