@@ -228,6 +228,28 @@ describe('lean upstream client: --pipelining', () => {
     expect(await (await fetch(u.url + '/after')).text()).toBe('fine /after');
   });
 
+  it('--pool-connections 1: requests moved off the only connection (an answer ahead streams past --headers-timeout) get a new connection, not a wait for the stream to end', async () => {
+    const { u, origin, arrivals } = await setup(
+      (_method, path) => (path === '/events' ? { delay: 150, response: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n', stream: true } : { response: ok(`fine ${path}`) }),
+      ['--headers-timeout', '400ms'],
+    );
+    const events = rawRequest(u.port, ['GET /events HTTP/1.1\r\nHost: t\r\n\r\n'], 3000);
+    await eventually(() => arrivals.length === 1);
+    const started = Date.now();
+    const rest = await Promise.all(Array.from({ length: 3 }, (_, i) => fetch(`${u.url}/b/${i}`).then(async (r) => [r.status, await r.text()])));
+    const waited = Date.now() - started;
+    expect(rest).toEqual(Array.from({ length: 3 }, (_, i) => [200, `fine /b/${i}`]));
+    for (let i = 0; i < 3; i++) expect(arrivals.filter((a) => a.path === `/b/${i}`).map((a) => a.conn)).toEqual([1, 2]);
+    // Before, they waited in the queue for the stream's connection, until its client left (3 s).
+    expect(waited).toBeLessThan(1600);
+    // One connection above the limit, for the one being dropped, and no more.
+    expect(origin.connections).toBe(2);
+    const stream = await events;
+    expect(stream.text.split('event').length - 1).toBeGreaterThanOrEqual(30);
+    expect(await (await fetch(u.url + '/after')).text()).toBe('fine /after');
+    expect(origin.connections).toBe(2);
+  });
+
   it('a client that leaves while its request waits behind another: when its turn comes the connection goes unread, and the requests behind it go again', async () => {
     const { u, arrivals } = await setup((_method, path) => {
       if (path === '/slow') return { delay: 300, response: ok('slow') };
@@ -256,8 +278,13 @@ describe('lean upstream client: --pipelining', () => {
     expect(gone.status).toBe(0);
     expect(arrivals.map((a) => [a.path, a.conn])).toEqual([['/slow', 1], ['/gone', 1]]);
     await sleep(100);
+    let slowDone = false;
+    void slow.then(() => (slowDone = true));
     const later = await fetch(u.url + '/later').then((r) => r.text());
     expect(later).toBe('fine /later');
+    // The connection to be dropped no longer counts toward --pool-connections 1: /later had a
+    // new one at once, rather than wait for /slow's answer, which is not its own.
+    expect(slowDone).toBe(false);
     expect(await slow).toBe('slow');
     // Before, /later was written behind /gone on the first connection, then sent again on a new one.
     expect(arrivals.filter((a) => a.path === '/later').map((a) => a.conn === 1)).toEqual([false]);

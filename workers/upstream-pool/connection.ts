@@ -69,8 +69,8 @@ export class Connection implements ResponseSink {
   private body: Readable | null = null;
   private readonly resumeReading = (): void => this.resume();
   /** A request behind was aborted or moved (moveLate): when its turn comes the connection is
-   * dropped (complete()), so nothing more may join it. */
-  private dropsAtTurn = false;
+   * dropped (complete()), so nothing more may join it. Set once, by markDropping(). */
+  dropsAtTurn = false;
   /** Bytes may be waiting unread in the kernel: the last read filled the read buffer (libuv
    * reads again at once, after this read's callback), or the socket is paused for a slow
    * client. A response that ends then is not followed by another request on this connection
@@ -454,9 +454,16 @@ export class Connection implements ResponseSink {
       late.push(r);
     }
     if (late.length > 0) {
-      this.dropsAtTurn = true;
       this.pool.resend(late);
+      // After resend(): the room this frees goes to the moved requests, first in the queue.
+      this.markDropping();
     }
+  }
+
+  private markDropping(): void {
+    if (this.dropsAtTurn) return;
+    this.dropsAtTurn = true;
+    this.pool.dropping();
   }
 
   /** The request was aborted by its owner. The one being answered takes the connection with
@@ -464,7 +471,7 @@ export class Connection implements ResponseSink {
    * waiting behind stays, and complete() drops the connection when its turn comes. */
   cut(req: PendingRequest): void {
     if (req !== this.req) {
-      if (this.behind.includes(req)) this.dropsAtTurn = true;
+      if (this.behind.includes(req)) this.markDropping();
       return;
     }
     this.req = null;

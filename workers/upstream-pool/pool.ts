@@ -74,6 +74,9 @@ export class Http1Pool {
   private readonly idle: Connection[] = [];
   private readonly queue: PendingRequest[] = [];
   private readonly all = new Set<Connection>();
+  /** Connections in `all` that will be dropped at their turn (connection.ts, dropsAtTurn): they
+   * take no new request, so they do not count toward --pool-connections (hasRoom()). */
+  private leaving = 0;
   /** Pipelining: the connection the last pipelinable request went to. Later ones join it while
    * it has room, so one turn's requests share a write (connection.ts) instead of spreading one
    * per idle connection. */
@@ -140,7 +143,7 @@ export class Http1Pool {
   /** Sent again, in their order and ahead of the queue: they have waited already. */
   resend(reqs: PendingRequest[]): void {
     let i = 0;
-    for (; i < reqs.length && this.all.size < this.options.connections; i++) this.connect(reqs[i]);
+    for (; i < reqs.length && this.hasRoom(); i++) this.connect(reqs[i]);
     if (i < reqs.length) this.queue.unshift(...reqs.slice(i));
   }
 
@@ -161,10 +164,25 @@ export class Http1Pool {
       conn = this.idle.pop();
     }
     if (conn !== undefined) conn.start(req);
-    else if (this.all.size < this.options.connections) conn = this.connect(req);
+    else if (this.hasRoom()) conn = this.connect(req);
     else if (pipelined && (conn = this.withRoom()) !== undefined) conn.start(req);
     else this.queue.push(req);
     if (pipelined && conn !== undefined) this.filling = conn;
+  }
+
+  /** Another connection may be opened: fewer than --pool-connections, not counting those that
+   * will be dropped at their turn. A request moved off one (or queued while it still serves
+   * the answers ahead of the drop) would otherwise wait for that very connection to go, which
+   * an endless event stream ahead never lets happen: with --pool-connections 1 it had nowhere
+   * else to go. The backend may so see one connection more per connection being dropped. */
+  private hasRoom(): boolean {
+    return this.all.size - this.leaving < this.options.connections;
+  }
+
+  /** A connection will be dropped at its turn: queued requests may have the room it frees. */
+  dropping(): void {
+    this.leaving++;
+    while (this.queue.length > 0 && this.hasRoom()) this.connect(this.queue.shift()!);
   }
 
   /** Every connection is open: the one with the shortest pipeline that has room. */
@@ -208,10 +226,11 @@ export class Http1Pool {
   forget(conn: Connection): void {
     if (this.filling === conn) this.filling = null;
     if (!this.all.delete(conn)) return;
+    // A dropped connection gave its room to the queue when it was marked (dropping()).
+    if (conn.dropsAtTurn) this.leaving--;
     const at = this.idle.indexOf(conn);
     if (at >= 0) this.idle.splice(at, 1);
-    const next = this.queue.shift();
-    if (next !== undefined) this.connect(next);
+    if (this.queue.length > 0 && this.hasRoom()) this.connect(this.queue.shift()!);
     else if (this.all.size === 0) {
       if (this.sweeper !== null) clearInterval(this.sweeper);
       this.sweeper = null;
