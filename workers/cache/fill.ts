@@ -272,15 +272,13 @@ export class CacheFill {
       const v = raw[i + 1];
       switch (name) {
         case 'cache-control': f.cacheControl = f.cacheControl === null ? v.toString('latin1') : f.cacheControl + ', ' + v.toString('latin1'); break;
-        case 'expires': {
-          // Two different Expires: joined they are no HTTP-date, so the response counts as
-          // already expired (RFC 9111 §4.2.1: use the first, or consider it stale).
-          const text = v.toString('latin1');
-          f.expires = f.expires === null || f.expires === text ? text : f.expires + ', ' + text;
-          break;
-        }
-        case 'date': f.date = v.toString('latin1'); break;
-        case 'age': f.age = v.toString('latin1'); break;
+        // Two different Expires: joined they are no HTTP-date, so the response counts as
+        // already expired (RFC 9111 §4.2.1: use the first, or consider it stale).
+        case 'expires': f.expires = again(f.expires, v.toString('latin1')); break;
+        // Repeated Date or Age values are all kept: the policy reads the least fresh of them
+        // (the last alone could make a stale response fresh).
+        case 'date': f.date = again(f.date, v.toString('latin1')); break;
+        case 'age': f.age = again(f.age, v.toString('latin1')); break;
         case 'vary': f.vary = f.vary === null ? v.toString('latin1') : f.vary + ', ' + v.toString('latin1'); break;
         case 'set-cookie': f.setCookie = true; break;
         case 'etag': f.etag = v.toString('latin1'); break;
@@ -401,6 +399,11 @@ export class CacheFill {
     if (this.cache.l2 !== null) this.cache.l2.set(e);
     return { shared: true, forLeader };
   }
+}
+
+/** A field that has one value, seen again: the same value stands, another is kept beside it. */
+function again(seen: string | null, text: string): string {
+  return seen === null || seen === text ? text : seen + ', ' + text;
 }
 
 function headerText(e: CacheEntry, name: string): string | null {

@@ -150,11 +150,16 @@ export function storability(facts: ResponseFacts, request: Directives, hasAuthor
   const vary = parseVary(facts.vary);
   if (vary === null) return 'vary *';
   for (let i = 0; i < vary.length; i++) if (WRITTEN_BY_UGATE.has(vary[i])) return 'vary on a field ugate writes';
-  const dateMs = facts.date === null ? NaN : parseHttpDate(facts.date);
+  // Date is one value; given twice with different values (RFC 9111 §4.2.1 asks for the first or
+  // "stale"), ugate reads the one that leaves the response least fresh: the earlier Date (the
+  // larger apparent age), except under Expires, where the later one also gives the shorter
+  // lifetime (Expires minus Date) and so the least freshness left.
+  let dateMs = facts.date === null ? NaN : httpDateIn(facts.date, false);
   let lifetime: number;
   if (d.sMaxAge >= 0) lifetime = d.sMaxAge * 1000;
   else if (d.maxAge >= 0) lifetime = d.maxAge * 1000;
   else if (facts.expires !== null) {
+    if (facts.date !== null) dateMs = httpDateIn(facts.date, true);
     const exp = parseHttpDate(facts.expires);
     // An invalid Expires (e.g. "0") means already expired (RFC 9111 §5.3).
     lifetime = Number.isNaN(exp) ? 0 : Math.max(0, exp - (Number.isNaN(dateMs) ? facts.responseTime : dateMs));
@@ -183,9 +188,21 @@ export function storability(facts: ResponseFacts, request: Directives, hasAuthor
  * second would already be up to 999 ms old (a max-age=1 response stale at once, half the time). */
 function initialAgeMs(facts: ResponseFacts, dateMs: number): number {
   const apparent = Number.isNaN(dateMs) ? 0 : Math.max(0, Math.floor(facts.responseTime / 1000) * 1000 - dateMs);
-  const ageValue = facts.age !== null && /^\d+$/.test(facts.age.trim()) ? Number(facts.age.trim()) * 1000 : 0;
-  const corrected = ageValue + Math.max(0, facts.responseTime - facts.requestTime);
+  const corrected = ageValueMs(facts.age) + Math.max(0, facts.responseTime - facts.requestTime);
   return apparent > corrected ? apparent : corrected;
+}
+
+/** Age (RFC 9111 §5.1), ms. It is one value; repeated with different values (two field lines, or
+ * one list), the largest counts: no upstream cache can make a response younger than another
+ * claims it is. Values that are not delta-seconds are ignored (§5.1), and a huge one is 2^31 s (§1.2.2). */
+function ageValueMs(value: string | null): number {
+  if (value === null) return 0;
+  let max = 0;
+  for (const part of value.split(',')) {
+    const t = part.trim();
+    if (/^\d+$/.test(t)) max = Math.max(max, Math.min(Number(t), 2 ** 31));
+  }
+  return max * 1000;
 }
 
 export function emptyFreshness(): Freshness {
@@ -262,6 +279,22 @@ export function notModifiedSince(ifModifiedSince: string, lastModified: string |
 
 /** The three HTTP-date forms (RFC 9110 §5.6.7): IMF-fixdate, obsolete RFC 850, asctime. */
 const HTTP_DATE = /^(?:[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT|[A-Za-z]{6,9}, \d{2}-[A-Za-z]{3}-\d{2} \d{2}:\d{2}:\d{2} GMT|[A-Za-z]{3} [A-Za-z]{3} [ \d]\d \d{2}:\d{2}:\d{2} \d{4})$/;
+
+/** The same forms anywhere in a value: a Date repeated (field lines joined with ", ", or a list). */
+const HTTP_DATES = new RegExp(HTTP_DATE.source.slice(1, -1), 'g');
+
+/** The earliest HTTP-date in a value that may hold several (the latest, with `latest`); NaN
+ * when there is none. */
+function httpDateIn(value: string, latest: boolean): number {
+  const one = parseHttpDate(value);
+  if (!Number.isNaN(one)) return one;
+  let out = NaN;
+  for (const m of value.matchAll(HTTP_DATES)) {
+    const t = parseHttpDate(m[0]);
+    if (Number.isNaN(out) || (latest ? t > out : t < out)) out = t;
+  }
+  return out;
+}
 
 /** ms since the epoch, or NaN when `value` is not an HTTP-date. Date.parse alone is far too
  * lenient: it read "Expires: 3600" (seconds, a common mistake) as the year 3600, fresh for

@@ -104,6 +104,25 @@ describe('initial age (RFC 9111 §4.2.3)', () => {
     expect(age({})).toBe(0);
     expect(age({ date: 'yesterday' })).toBe(0);
   });
+
+  it('a repeated Age counts with its largest value; values that are not delta-seconds are ignored', () => {
+    expect(age({ age: '100, 5' })).toBe(100_000);
+    expect(age({ age: '5, 100' })).toBe(100_000);
+    expect(age({ age: 'soon, 7' })).toBe(7000);
+    expect(age({ age: 'soon' })).toBe(0);
+  });
+
+  it('a repeated Date counts with the value that leaves the least freshness', () => {
+    // max-age: the earlier Date, the larger apparent age.
+    expect(age({ date: `${ago(100)}, ${ago(0)}` })).toBe(100_000);
+    expect(age({ date: `${ago(0)}, ${ago(100)}` })).toBe(100_000);
+    // Expires: the later Date, the shorter lifetime (Expires - Date), whichever line came last.
+    const expires = new Date(at - 500 + 60_000).toUTCString();
+    for (const date of [`${ago(0)}, ${ago(100)}`, `${ago(100)}, ${ago(0)}`]) {
+      const f = check({ expires, date, age: '30', requestTime: at, responseTime: at }).fresh;
+      expect(f.lifetimeMs - f.initialAgeMs, date).toBe(30_000);
+    }
+  });
 });
 
 describe('validators', () => {
