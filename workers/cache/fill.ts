@@ -14,8 +14,8 @@ import { noteAnswer, noteAttemptFailed } from '../retry';
 import { refuseBadStatusLine, upstreamErrorId } from '../stages/stream-back';
 import { redispatch, releaseBackend } from '../stages/upstream';
 import { withoutConditionals, type WorkerCache } from './cache';
-import { emptyDirectives, emptyFacts, emptyFreshness, notModifiedMatches, storability, type Directives, type Freshness, type ResponseFacts } from './policy';
-import { serveEntry } from './serve';
+import { emptyFacts, emptyFreshness, NO_DIRECTIVES, notModifiedMatches, staleOnErrorAllows, storability, type Directives, type Freshness, type ResponseFacts } from './policy';
+import { ageMs, serveEntry } from './serve';
 import { connectionNamed, RESPONSE_HOP_FIELDS, statusLine } from '../http-fields';
 import { entrySize, type CacheEntry } from './store';
 
@@ -55,7 +55,7 @@ export class CacheFill {
     /** A stored entry this request revalidates, or may fall back to (stale-if-error). */
     public stale: CacheEntry | null,
     public revalidating: boolean,
-    readonly request: Directives,
+    readonly request: Readonly<Directives>,
     readonly hasAuthorization: boolean,
   ) {}
 
@@ -79,9 +79,7 @@ export class CacheFill {
       this.settleRevalidated(stale, now);
       return true;
     }
-    if (status >= 500 && stale !== null && this.cache.staleOnErrorAllowed(stale, now)) {
-      this.cache.stats.staleIfError++;
-      this.settleWithEntry(stale, 'STALE', true);
+    if (status >= 500 && stale !== null && this.staleOnError(stale, now, -1)) {
       this.abortUpstream();
       return true;
     }
@@ -89,7 +87,9 @@ export class CacheFill {
     const why = storability(this.facts!, this.request, this.hasAuthorization, this.cache.options, fresh);
     if (why !== null || this.expected > this.cache.options.maxEntry) {
       // The resource changed into something not storable: the old copy must not be served again.
-      if (stale !== null) this.cache.store.delete(stale.key);
+      // A 5xx says nothing of the resource (RFC 9111 §4.3.3): the entry stays, for the requests
+      // that may have it stale on an error (one that asked for fresh got the error).
+      if (stale !== null && status < 500) this.cache.store.delete(stale.key);
       this.release();
       return false;
     }
@@ -147,15 +147,12 @@ export class CacheFill {
     }
     const leader = this.leader;
     const leaderGone = leader !== null && (leader.clientGone || leader.phase === Phase.Done);
-    if (this.status === 0 && stale !== null && !leaderGone && this.cache.staleOnErrorAllowed(stale, Date.now())) {
-      this.cache.stats.staleIfError++;
-      this.settleWithEntry(stale, 'STALE', true);
-      return true;
-    }
+    const errorId = this.status === 0 ? upstreamErrorId(err) || E.UPSTREAM_RESET : 0;
+    if (this.status === 0 && stale !== null && !leaderGone && this.staleOnError(stale, Date.now(), errorId)) return true;
     this.dropCapture();
     // Before the head: the origin failed, and waiters get the same answer. After it, or when
     // the leader's own client left (that aborts the request), waiters try for themselves.
-    if (this.status === 0 && !leaderGone) this.fail(upstreamErrorId(err));
+    if (this.status === 0 && !leaderGone) this.fail(errorId);
     else this.release(leaderGone);
     return false;
   }
@@ -215,6 +212,37 @@ export class CacheFill {
     }
     this.requestTime = Date.now();
     redispatch(leader, withoutConditionals(leader.headers));
+  }
+
+  /** The origin failed (a 5xx, or no response; `errorId` -1 or the gateway error). Each request
+   * that may have the stale entry instead, by its own directives (RFC 9111 §4.2.4, RFC 5861 §4),
+   * gets it: a waiter's say is its own, not the leader's. True when the leader did: the fill is
+   * settled, and the waiters that may not have it go upstream themselves (after a 5xx) or get
+   * the error. False otherwise: the leader (if any) takes the origin's answer, and only the
+   * waiters served stale have left the fill. */
+  private staleOnError(stale: CacheEntry, now: number, errorId: number): boolean {
+    const leader = this.leader;
+    const age = ageMs(stale, now);
+    const stats = this.cache.stats;
+    const leaderToo = leader !== null && staleOnErrorAllows(stale, this.request, age);
+    if (leaderToo) {
+      this.finishSettle();
+      stats.staleIfError++;
+      serveEntry(leader, stale, 'STALE', now, this.leaderHeaders ?? leader.headers);
+    }
+    let kept = 0;
+    for (const w of this.waiters) {
+      if (w.clientGone || w.phase === Phase.Done) continue;
+      // The waiter's key must be the entry's (an L2 entry may name a Vary the lookup did not know).
+      if (staleOnErrorAllows(stale, w.cacheDirectives ?? NO_DIRECTIVES, age) && this.cache.keyWithVary(w.headers, stale.primary, stale.vary) === stale.key) {
+        stats.staleIfError++;
+        serveEntry(w, stale, 'STALE', now);
+      } else if (!leaderToo) this.waiters[kept++] = w;
+      else if (errorId < 0) continueFrom(w, CACHE_RESUME);
+      else respondError(w, errorId);
+    }
+    this.waiters.length = kept;
+    return leaderToo;
   }
 
   private settleWithEntry(entry: CacheEntry, label: string, serveLeader: boolean, leaderEntry: CacheEntry = entry): void {
@@ -377,7 +405,7 @@ export class CacheFill {
     merged.date = this.facts!.date;
     merged.age = this.facts!.age;
     const fresh = emptyFreshness();
-    if (storability(merged, emptyDirectives(), false, { ...this.cache.options, setCookie: true }, fresh) !== null) {
+    if (storability(merged, NO_DIRECTIVES, false, { ...this.cache.options, setCookie: true }, fresh) !== null) {
       this.cache.store.delete(e.key);
       return { shared: false, forLeader };
     }

@@ -24,6 +24,9 @@ export function emptyDirectives(): Directives {
   };
 }
 
+/** No directives: the usual request. Shared, never written to. */
+export const NO_DIRECTIVES: Readonly<Directives> = Object.freeze(emptyDirectives());
+
 /** Parse a Cache-Control value (request or response) into `into`. Unknown directives are ignored. */
 export function parseCacheControl(value: string, into: Directives = emptyDirectives()): Directives {
   let i = 0;
@@ -138,7 +141,7 @@ export interface Freshness {
 }
 
 /** Why a response is not stored, or null when it may be (with its freshness in `out`). */
-export function storability(facts: ResponseFacts, request: Directives, hasAuthorization: boolean, opts: StoreOptions, out: Freshness): string | null {
+export function storability(facts: ResponseFacts, request: Readonly<Directives>, hasAuthorization: boolean, opts: StoreOptions, out: Freshness): string | null {
   if (!isCacheableStatus(facts.status)) return 'status';
   if (request.noStore) return 'request no-store';
   const d = facts.cacheControl === null ? emptyDirectives() : parseCacheControl(facts.cacheControl);
@@ -203,6 +206,33 @@ function ageValueMs(value: string | null): number {
     if (/^\d+$/.test(t)) max = Math.max(max, Math.min(Number(t), 2 ** 31));
   }
   return max * 1000;
+}
+
+/** What the rules for serving a stored response stale read from it (a CacheEntry has them). */
+export interface StaleRules {
+  readonly lifetimeMs: number;
+  readonly staleIfErrorMs: number;
+  readonly mustRevalidate: boolean;
+  readonly noCache: boolean;
+}
+
+/** The request did not ask for a fresh response (no-cache, max-age, min-fresh: RFC 9111 §5.2.1),
+ * so the origin's stale windows (stale-while-revalidate, stale-if-error) may answer it. */
+export function clientAcceptsStale(d: Readonly<Directives>): boolean {
+  return !d.noCache && d.maxAge < 0 && d.minFresh < 0;
+}
+
+/** May `e`, `ageMs` old, answer a request with directives `d` when the origin failed (a 5xx, or
+ * no response)? RFC 9111 §4.2.4: never when the response forbids stale (no-cache,
+ * must-revalidate, proxy-revalidate, s-maxage), and only when the client or the origin permits
+ * it. A client that asked for fresh (no-cache, max-age, min-fresh) has not, unless it also sent
+ * stale-if-error (RFC 5861 §4: a request directive too, whose scope is that request): then its
+ * own value is both its permission and its bound, whatever the origin's. */
+export function staleOnErrorAllows(e: StaleRules, d: Readonly<Directives>, ageMs: number): boolean {
+  if (e.mustRevalidate || e.noCache) return false;
+  const staleMs = ageMs - e.lifetimeMs;
+  if (d.staleIfError >= 0) return staleMs < d.staleIfError * 1000;
+  return clientAcceptsStale(d) && e.staleIfErrorMs > 0 && staleMs < e.staleIfErrorMs;
 }
 
 export function emptyFreshness(): Freshness {

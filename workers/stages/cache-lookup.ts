@@ -9,14 +9,11 @@
 // Requests with a body, Range requests and Cache-Control: no-store pass through untouched.
 import { primaryKey, pushValidators, withoutConditionals } from '../cache/cache';
 import { CacheFill } from '../cache/fill';
-import { emptyDirectives, parseCacheControl, type Directives } from '../cache/policy';
+import { clientAcceptsStale, emptyDirectives, NO_DIRECTIVES, parseCacheControl, type Directives } from '../cache/policy';
 import { ageMs, serveEntry } from '../cache/serve';
 import type { Exchange } from '../exchange';
 import { TAKEN } from '../stage';
 import { dropConnectionNamed } from './upstream';
-
-/** The usual request: no Cache-Control. Shared, never written to. */
-const NO_DIRECTIVES: Directives = Object.freeze(emptyDirectives());
 
 /** Request fields the cache looks at; one reused object (the stage is synchronous). */
 const req = { cacheControl: null as string | null, pragma: null as string | null, authorization: false, range: false };
@@ -42,12 +39,13 @@ export function cacheLookup(x: Exchange): number {
   if (x.connection !== null) dropConnectionNamed(x);
   scanRequest(x.headers);
   if (req.range) return 0;
-  let d: Directives = NO_DIRECTIVES;
+  let d: Readonly<Directives> = NO_DIRECTIVES;
   if (req.cacheControl !== null) d = parseCacheControl(req.cacheControl);
   else if (req.pragma !== null && req.pragma.toLowerCase().includes('no-cache')) {
     // HTTP/1.0 clients say Pragma: no-cache (RFC 9111 §5.4).
-    d = emptyDirectives();
-    d.noCache = true;
+    const pragma = emptyDirectives();
+    pragma.noCache = true;
+    d = pragma;
   }
   if (d.noStore) return 0;
 
@@ -65,8 +63,7 @@ export function cacheLookup(x: Exchange): number {
     // A request with no-cache, max-age or min-fresh wants a response fresh by its measure; without
     // max-stale (not read by ugate) a stale one is not what it asked for (RFC 9111 §5.2.1), and
     // stale-while-revalidate only lets the cache answer those that did not say (RFC 5861 §3).
-    const clientAcceptsStale = !d.noCache && d.maxAge < 0 && d.minFresh < 0;
-    if (clientAcceptsStale && !entry.mustRevalidate && !entry.noCache && entry.staleWhileRevalidateMs > 0 && age < entry.lifetimeMs + entry.staleWhileRevalidateMs) {
+    if (clientAcceptsStale(d) && !entry.mustRevalidate && !entry.noCache && entry.staleWhileRevalidateMs > 0 && age < entry.lifetimeMs + entry.staleWhileRevalidateMs) {
       cache.stats.stale++;
       // Refresh first: its backend is picked with the client's request, and a balancer may
       // read the client's address, which uWS forbids once the response is sent.
@@ -79,6 +76,8 @@ export function cacheLookup(x: Exchange): number {
   if (pending !== undefined) {
     cache.stats.coalesced++;
     x.cacheStatus = 'MISS';
+    // Kept for an origin error: whether this request may have a stale entry is its own say.
+    x.cacheDirectives = d;
     pending.waiters.push(x);
     return TAKEN;
   }
@@ -88,7 +87,8 @@ export function cacheLookup(x: Exchange): number {
   if (method === 'HEAD') return 0;
 
   const revalidating = entry !== undefined && (entry.etag !== null || entry.lastModified !== null);
-  const keep = entry !== undefined && (revalidating || entry.staleIfErrorMs > 0) ? entry : null;
+  // Kept to revalidate, or to answer an origin error with (the origin's stale-if-error, or the client's).
+  const keep = entry !== undefined && (revalidating || entry.staleIfErrorMs > 0 || d.staleIfError >= 0) ? entry : null;
   const fill = new CacheFill(cache, key, primary, x.target, x, keep, revalidating, d, req.authorization);
   fill.leaderHeaders = x.headers;
   // The fill asks for the full response, or with the stored validators: never with the client's

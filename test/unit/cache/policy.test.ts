@@ -1,8 +1,8 @@
 // RFC 9111 storability and freshness, without sockets.
 import { describe, expect, it } from 'vitest';
 import {
-  emptyDirectives, emptyFacts, emptyFreshness, etagMatches, notModifiedMatches, notModifiedSince, parseCacheControl, parseVary, storability,
-  type ResponseFacts,
+  emptyDirectives, emptyFacts, emptyFreshness, etagMatches, notModifiedMatches, notModifiedSince, parseCacheControl, parseVary, staleOnErrorAllows,
+  storability, type ResponseFacts,
 } from '../../../workers/cache/policy';
 
 const opts = { defaultTtlMs: 0, setCookie: false };
@@ -171,5 +171,32 @@ describe('validators', () => {
     expect(parseVary(null)).toEqual([]);
     expect(parseVary('B, a, b')).toEqual(['a', 'b']);
     expect(parseVary('*')).toBeNull();
+  });
+});
+
+describe('stale on an origin error (RFC 9111 §4.2.4, RFC 5861 §4)', () => {
+  // Stored with max-age=10, stale-if-error=60; asked 30 s old (20 s stale).
+  const entry = { lifetimeMs: 10_000, staleIfErrorMs: 60_000, mustRevalidate: false, noCache: false };
+  const allows = (req: string, e: Partial<typeof entry> = {}, ageS = 30) => staleOnErrorAllows({ ...entry, ...e }, parseCacheControl(req), ageS * 1000);
+
+  it('within the origin\'s stale-if-error, for a request that did not ask for fresh', () => {
+    expect(allows('')).toBe(true);
+    expect(allows('', {}, 71)).toBe(false);
+    expect(allows('', { staleIfErrorMs: 0 })).toBe(false);
+  });
+
+  it('not for a request with no-cache, max-age or min-fresh', () => {
+    for (const req of ['no-cache', 'max-age=0', 'max-age=3600', 'min-fresh=1']) expect(allows(req), req).toBe(false);
+  });
+
+  it('the request\'s own stale-if-error permits it and bounds it, whatever else the request or the origin said', () => {
+    expect(allows('no-cache, stale-if-error=60')).toBe(true);
+    expect(allows('stale-if-error=60', { staleIfErrorMs: 0 })).toBe(true);
+    expect(allows('stale-if-error=10')).toBe(false);
+  });
+
+  it('never when the response forbids stale', () => {
+    expect(allows('stale-if-error=60', { mustRevalidate: true })).toBe(false);
+    expect(allows('', { noCache: true })).toBe(false);
   });
 });
