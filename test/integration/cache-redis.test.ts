@@ -5,7 +5,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCacheOrigin, type CacheOrigin } from '../helpers/cache-origin';
 import { HAS_REDIS, startRedis, type RedisServer } from '../helpers/redis';
-import { eventually, startUgate, type Ugate } from '../helpers/ugate';
+import { eventually, sleep, startUgate, type Ugate } from '../helpers/ugate';
 
 let origin: CacheOrigin;
 let redis: RedisServer;
@@ -74,6 +74,24 @@ describe.skipIf(!HAS_REDIS)('L2 cache in Redis', () => {
       return /ugate_cache_l2_hits_total 1/.test(text) && text;
     });
     expect(m).toContain('ugate_cache_l2_hits_total 1');
+  });
+
+  it('a stale entry in Redis answers a request with max-stale in the other process', async () => {
+    const q = '/r/max-stale?cc=max-age%3D1';
+    const first = await get(a, q);
+    const probe = new Redis(redis.url);
+    try {
+      await eventually(async () => (await probe.keys('ugate:c:*\n/r/max-stale*')).length === 1);
+    } finally {
+      probe.disconnect();
+    }
+    await sleep(1100);
+    const r = await request(b.url + q, { headers: { host: HOST, 'cache-control': 'max-stale=60' } });
+    expect(r.headers['x-cache']).toBe('STALE');
+    expect(await r.body.text()).toBe(first.body);
+    expect(origin.hits('/r/max-stale')).toBe(1);
+    // A request without max-stale in that process does not get it: the entry is stale.
+    expect((await get(b, q)).xcache).toBe('MISS');
   });
 
   it('Vary variants are shared too', async () => {

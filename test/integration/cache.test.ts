@@ -359,6 +359,37 @@ describe('stale', () => {
     expect(d.body).not.toBe(a.body);
   });
 
+  it('max-stale takes a stale entry without going upstream: any staleness without a value, up to N s with one', async () => {
+    const path = p('maxstale');
+    const q = `${path}?cc=max-age%3D1`;
+    const a = await get(q);
+    await sleep(1100);
+    for (const cc of ['max-stale', 'max-stale=60', 'max-stale="60"']) {
+      const r = await get(q, { 'cache-control': cc });
+      expect(r, cc).toMatchObject({ status: 200, xcache: 'STALE', body: a.body });
+      expect(Number(r.headers.get('age')), cc).toBeGreaterThanOrEqual(1);
+    }
+    expect(origin.hits(path)).toBe(1);
+    // Past its bound (the entry is 0.1 s and more stale), or with no-cache: the origin.
+    for (const cc of ['max-stale=0', 'max-stale, no-cache']) {
+      const r = await get(q, { 'cache-control': cc });
+      expect(r.xcache, cc).toBe('MISS');
+    }
+    expect(origin.hits(path)).toBe(3);
+  });
+
+  it('max-stale never takes an entry whose response forbids serving it stale (must-revalidate, proxy-revalidate, s-maxage, no-cache)', async () => {
+    const cases = ['max-age%3D1%2C%20must-revalidate', 'max-age%3D1%2C%20proxy-revalidate', 's-maxage%3D1', 'no-cache&etag=%22n%22'];
+    const paths = cases.map((cc) => [p('maxstale-refused'), cc] as const);
+    for (const [path, cc] of paths) await get(`${path}?cc=${cc}`);
+    await sleep(1100);
+    for (const [path, cc] of paths) {
+      const r = await get(`${path}?cc=${cc}`, { 'cache-control': 'max-stale' });
+      expect(r.xcache, cc).toBe(cc.includes('etag') ? 'REVALIDATED' : 'MISS');
+      expect(origin.hits(path), cc).toBe(2);
+    }
+  });
+
   it('stale-if-error does not answer a request that asked for fresh (no-cache, max-age, min-fresh) or bounded it lower', async () => {
     const path = p('sie-ask');
     const q = `${path}?cc=max-age%3D1%2C%20stale-if-error%3D60`;

@@ -13,7 +13,7 @@ import { continueFrom, CACHE_RESUME } from '../pipeline';
 import { respondError } from '../respond';
 import { VIA } from '../http-fields';
 import { BackgroundHandler, CacheFill } from './fill';
-import { NO_DIRECTIVES, type Directives } from './policy';
+import { maxStaleAllows, NO_DIRECTIVES, type Directives } from './policy';
 import { RedisL2 } from './redis-store';
 import { ageMs } from './serve';
 import { entrySize, LruStore, type CacheEntry, type CacheStore } from './store';
@@ -92,6 +92,15 @@ export class WorkerCache {
         this.stats.hits++;
         this.stats.l2Hits++;
         fill.resolveFromL2(found);
+        return;
+      }
+      if (fill.request.maxStale >= 0 && maxStaleAllows(found, fill.request, ageMs(found, now))) {
+        // Stale, but the leader's client takes it (max-stale); in L1 now, where each waiter
+        // looks it up again by its own directives.
+        this.store.set(found);
+        this.stats.stale++;
+        this.stats.l2Hits++;
+        fill.resolveStaleFromL2(found);
         return;
       }
       if (found.etag !== null || found.lastModified !== null) {

@@ -164,6 +164,15 @@ export class CacheFill {
     if (!this.settled) this.settleWithEntry(entry, 'HIT', true);
   }
 
+  /** L2 had a stale entry the leader's request takes (max-stale): it answers the leader only. The
+   * waiters, who may not take it, look up again (the entry is in L1 by then). */
+  resolveStaleFromL2(entry: CacheEntry): void {
+    if (this.settled) return;
+    const leader = this.leader!;
+    this.release(true);
+    serveEntry(leader, entry, 'STALE', Date.now(), this.leaderHeaders ?? leader.headers);
+  }
+
   /** The leader's client left while L2 was asked: a waiter takes over. */
   leaderLeftBeforeUpstream(): void {
     this.release(true);

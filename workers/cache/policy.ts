@@ -8,6 +8,8 @@ export interface Directives {
   staleWhileRevalidate: number;
   staleIfError: number;
   minFresh: number;
+  /** Request max-stale: seconds of staleness the client takes; Infinity when it gave no value. */
+  maxStale: number;
   noStore: boolean;
   noCache: boolean;
   private: boolean;
@@ -19,7 +21,7 @@ export interface Directives {
 
 export function emptyDirectives(): Directives {
   return {
-    maxAge: -1, sMaxAge: -1, staleWhileRevalidate: -1, staleIfError: -1, minFresh: -1,
+    maxAge: -1, sMaxAge: -1, staleWhileRevalidate: -1, staleIfError: -1, minFresh: -1, maxStale: -1,
     noStore: false, noCache: false, private: false, public: false, mustRevalidate: false, proxyRevalidate: false, onlyIfCached: false,
   };
 }
@@ -37,7 +39,8 @@ export function parseCacheControl(value: string, into: Directives = emptyDirecti
     const start = i;
     while (i < n && value.charCodeAt(i) !== 61 && value.charCodeAt(i) !== 44) i++;
     const name = value.slice(start, i).trim().toLowerCase();
-    let arg = '';
+    // null: no "=" at all (max-stale alone means any staleness; "max-stale=" is a bad value).
+    let arg: string | null = null;
     if (i < n && value.charCodeAt(i) === 61) {
       i++;
       if (value.charCodeAt(i) === 34) {
@@ -56,9 +59,9 @@ export function parseCacheControl(value: string, into: Directives = emptyDirecti
   return into;
 }
 
-function seconds(arg: string): number {
-  // delta-seconds: digits only; a bad value makes the directive count as 0 (the safe side).
-  return /^\d+$/.test(arg) ? Math.min(Number(arg), 2 ** 31) : 0;
+function seconds(arg: string | null): number {
+  // delta-seconds: digits only; a bad or missing value makes the directive count as 0 (the safe side).
+  return arg !== null && /^\d+$/.test(arg) ? Math.min(Number(arg), 2 ** 31) : 0;
 }
 
 /** A directive's seconds, given it may have been seen before (-1: not). The same value again
@@ -70,13 +73,14 @@ function secondsAgain(previous: number, value: number): number {
   return previous === -1 || previous === value ? value : 0;
 }
 
-function applyDirective(d: Directives, name: string, arg: string): void {
+function applyDirective(d: Directives, name: string, arg: string | null): void {
   switch (name) {
     case 'max-age': d.maxAge = secondsAgain(d.maxAge, seconds(arg)); break;
     case 's-maxage': d.sMaxAge = secondsAgain(d.sMaxAge, seconds(arg)); break;
     case 'stale-while-revalidate': d.staleWhileRevalidate = secondsAgain(d.staleWhileRevalidate, seconds(arg)); break;
     case 'stale-if-error': d.staleIfError = secondsAgain(d.staleIfError, seconds(arg)); break;
     case 'min-fresh': d.minFresh = seconds(arg); break;
+    case 'max-stale': d.maxStale = secondsAgain(d.maxStale, arg === null ? Number.POSITIVE_INFINITY : seconds(arg)); break;
     case 'no-store': d.noStore = true; break;
     // no-cache="field" (qualified) is treated as plain no-cache: the conservative reading.
     case 'no-cache': d.noCache = true; break;
@@ -230,9 +234,22 @@ export function clientAcceptsStale(d: Readonly<Directives>): boolean {
  * own value is both its permission and its bound, whatever the origin's. */
 export function staleOnErrorAllows(e: StaleRules, d: Readonly<Directives>, ageMs: number): boolean {
   if (e.mustRevalidate || e.noCache) return false;
-  const staleMs = ageMs - e.lifetimeMs;
-  if (d.staleIfError >= 0) return staleMs < d.staleIfError * 1000;
-  return clientAcceptsStale(d) && e.staleIfErrorMs > 0 && staleMs < e.staleIfErrorMs;
+  if (d.staleIfError >= 0 && ageMs - e.lifetimeMs < d.staleIfError * 1000) return true;
+  // max-stale permits stale, error or not, up to its bound: past it, the client has said no.
+  if (d.maxStale >= 0) return maxStaleAllows(e, d, ageMs);
+  if (d.staleIfError >= 0) return false;
+  return clientAcceptsStale(d) && e.staleIfErrorMs > 0 && ageMs - e.lifetimeMs < e.staleIfErrorMs;
+}
+
+/** Does the request's max-stale (RFC 9111 §5.2.1.2) take `e`, `ageMs` old, without revalidation?
+ * Within its bound (any staleness without a value); never when the response forbids stale
+ * (no-cache, must-revalidate, proxy-revalidate, s-maxage: §4.2.4, §5.2.2), nor when the request
+ * also says no-cache or min-fresh (it wants the origin's or a fresh answer). A request max-age
+ * still bounds the age (§5.2.1.1). */
+export function maxStaleAllows(e: StaleRules, d: Readonly<Directives>, ageMs: number): boolean {
+  if (d.maxStale < 0 || e.mustRevalidate || e.noCache || d.noCache || d.minFresh >= 0) return false;
+  if (d.maxAge >= 0 && ageMs > d.maxAge * 1000) return false;
+  return ageMs - e.lifetimeMs <= d.maxStale * 1000;
 }
 
 export function emptyFreshness(): Freshness {

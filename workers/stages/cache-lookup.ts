@@ -2,6 +2,7 @@
 //
 //   fresh entry                    → served here (X-Cache: HIT, Age), or 304 for a matching validator
 //   stale, within s-w-r            → served (X-Cache: STALE), refreshed once in the background
+//   stale, within request max-stale → served (X-Cache: STALE), not refreshed
 //   a fill for this key in flight  → the request waits for it (coalesced); TAKEN
 //   otherwise                      → passes on as the leader of a new fill (X-Cache: MISS);
 //                                    a stale entry's validators go upstream (revalidation)
@@ -9,7 +10,7 @@
 // Requests with a body, Range requests and Cache-Control: no-store pass through untouched.
 import { primaryKey, pushValidators, withoutConditionals } from '../cache/cache';
 import { CacheFill } from '../cache/fill';
-import { clientAcceptsStale, emptyDirectives, NO_DIRECTIVES, parseCacheControl, type Directives } from '../cache/policy';
+import { clientAcceptsStale, emptyDirectives, maxStaleAllows, NO_DIRECTIVES, parseCacheControl, type Directives } from '../cache/policy';
 import { ageMs, serveEntry } from '../cache/serve';
 import type { Exchange } from '../exchange';
 import { TAKEN } from '../stage';
@@ -61,13 +62,19 @@ export function cacheLookup(x: Exchange): number {
       return TAKEN;
     }
     // A request with no-cache, max-age or min-fresh wants a response fresh by its measure; without
-    // max-stale (not read by ugate) a stale one is not what it asked for (RFC 9111 §5.2.1), and
-    // stale-while-revalidate only lets the cache answer those that did not say (RFC 5861 §3).
+    // max-stale a stale one is not what it asked for (RFC 9111 §5.2.1), and stale-while-revalidate
+    // only lets the cache answer those that did not say (RFC 5861 §3).
     if (clientAcceptsStale(d) && !entry.mustRevalidate && !entry.noCache && entry.staleWhileRevalidateMs > 0 && age < entry.lifetimeMs + entry.staleWhileRevalidateMs) {
       cache.stats.stale++;
       // Refresh first: its backend is picked with the client's request, and a balancer may
       // read the client's address, which uWS forbids once the response is sent.
       cache.refreshInBackground(x, entry);
+      serveEntry(x, entry, 'STALE', now);
+      return TAKEN;
+    }
+    // The client takes this much staleness without revalidation (RFC 9111 §5.2.1.2).
+    if (d.maxStale >= 0 && maxStaleAllows(entry, d, age)) {
+      cache.stats.stale++;
       serveEntry(x, entry, 'STALE', now);
       return TAKEN;
     }

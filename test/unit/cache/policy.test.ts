@@ -1,7 +1,7 @@
 // RFC 9111 storability and freshness, without sockets.
 import { describe, expect, it } from 'vitest';
 import {
-  emptyDirectives, emptyFacts, emptyFreshness, etagMatches, notModifiedMatches, notModifiedSince, parseCacheControl, parseVary, staleOnErrorAllows,
+  emptyDirectives, emptyFacts, emptyFreshness, etagMatches, maxStaleAllows, notModifiedMatches, notModifiedSince, parseCacheControl, parseVary, staleOnErrorAllows,
   storability, type ResponseFacts,
 } from '../../../workers/cache/policy';
 
@@ -34,6 +34,16 @@ describe('parseCacheControl', () => {
     expect(parseCacheControl('s-maxage=5, s-maxage=50').sMaxAge).toBe(0);
     expect(parseCacheControl('stale-while-revalidate=5, stale-if-error=9, stale-while-revalidate=50, stale-if-error=90')).toMatchObject({ staleWhileRevalidate: 0, staleIfError: 0 });
     expect(check({ cacheControl: 'max-age=0, max-age=60' }).why).toBe('expired');
+  });
+
+  it('max-stale: no value is any staleness; a bad value, an empty one or two different ones count as 0', () => {
+    expect(parseCacheControl('max-stale').maxStale).toBe(Infinity);
+    expect(parseCacheControl('max-stale=30').maxStale).toBe(30);
+    expect(parseCacheControl('max-stale="30"').maxStale).toBe(30);
+    expect(parseCacheControl('max-stale=').maxStale).toBe(0);
+    expect(parseCacheControl('max-stale=soon').maxStale).toBe(0);
+    expect(parseCacheControl('max-stale, max-stale=30').maxStale).toBe(0);
+    expect(parseCacheControl('no-cache').maxStale).toBe(-1);
   });
 });
 
@@ -195,8 +205,42 @@ describe('stale on an origin error (RFC 9111 §4.2.4, RFC 5861 §4)', () => {
     expect(allows('stale-if-error=10')).toBe(false);
   });
 
+  it('a request max-stale permits it within its bound, and past it refuses even the origin\'s stale-if-error', () => {
+    expect(allows('max-stale')).toBe(true);
+    expect(allows('max-stale=25')).toBe(true);
+    expect(allows('max-stale=5')).toBe(false);
+    expect(allows('max-stale=5, stale-if-error=60')).toBe(true);
+  });
+
   it('never when the response forbids stale', () => {
     expect(allows('stale-if-error=60', { mustRevalidate: true })).toBe(false);
     expect(allows('', { noCache: true })).toBe(false);
+  });
+});
+
+describe('max-stale (RFC 9111 §5.2.1.2)', () => {
+  // Stored with max-age=10; asked 30 s old (20 s stale).
+  const entry = { lifetimeMs: 10_000, staleIfErrorMs: 0, mustRevalidate: false, noCache: false };
+  const allows = (req: string, e: Partial<typeof entry> = {}, ageS = 30) => maxStaleAllows({ ...entry, ...e }, parseCacheControl(req), ageS * 1000);
+
+  it('takes staleness up to its value, any without one', () => {
+    expect(allows('max-stale')).toBe(true);
+    expect(allows('max-stale=20')).toBe(true);
+    expect(allows('max-stale=19')).toBe(false);
+    expect(allows('')).toBe(false);
+  });
+
+  it('not with request no-cache or min-fresh; a request max-age still bounds the age', () => {
+    expect(allows('max-stale, no-cache')).toBe(false);
+    expect(allows('max-stale, min-fresh=1')).toBe(false);
+    expect(allows('max-stale, max-age=30')).toBe(true);
+    expect(allows('max-stale, max-age=29')).toBe(false);
+  });
+
+  it('never for a response that forbids stale (must-revalidate, proxy-revalidate, s-maxage, no-cache)', () => {
+    expect(allows('max-stale', { mustRevalidate: true })).toBe(false);
+    expect(allows('max-stale', { noCache: true })).toBe(false);
+    // What the stored entry's flag is made of.
+    for (const cc of ['max-age=10, must-revalidate', 'max-age=10, proxy-revalidate', 's-maxage=10']) expect(check({ cacheControl: cc }).fresh.mustRevalidate, cc).toBe(true);
   });
 });
