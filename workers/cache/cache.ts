@@ -103,9 +103,10 @@ export class WorkerCache {
         fill.resolveStaleFromL2(found);
         return;
       }
+      // Not fresh for this request: the fill knows it (to fall back to on an origin error, and to
+      // drop from L2 if the new answer may not be stored), and revalidates it if it can.
+      fill.stale = found;
       if (found.etag !== null || found.lastModified !== null) {
-        // Stale in L2 but it has validators: revalidate it instead of fetching it whole.
-        fill.stale = found;
         fill.revalidating = true;
         pushValidators(x.headers, found);
       }

@@ -52,7 +52,8 @@ export class CacheFill {
     readonly primary: string,
     readonly target: string,
     readonly leader: Exchange | null,
-    /** A stored entry this request revalidates, or may fall back to (stale-if-error). */
+    /** The stored entry this request revalidates, may fall back to (stale-if-error), or replaces
+     * (dropped, from L1 and L2, when the new answer may not be stored). */
     public stale: CacheEntry | null,
     public revalidating: boolean,
     readonly request: Readonly<Directives>,
@@ -89,7 +90,7 @@ export class CacheFill {
       // The resource changed into something not storable: the old copy must not be served again.
       // A 5xx says nothing of the resource (RFC 9111 §4.3.3): the entry stays, for the requests
       // that may have it stale on an error (one that asked for fresh got the error).
-      if (stale !== null && status < 500) this.cache.store.delete(stale.key);
+      if (stale !== null && status < 500) this.dropEntry(stale);
       this.release();
       return false;
     }
@@ -210,8 +211,7 @@ export class CacheFill {
    * The leader asks again without validators, as a plain miss, and its waiters wait for that
    * answer; a background refresh just ends (the next request fetches). */
   private notModifiedForAnother(stale: CacheEntry): void {
-    this.cache.store.delete(stale.key);
-    if (this.cache.l2 !== null) this.cache.l2.delete(stale.key);
+    this.dropEntry(stale);
     this.stale = null;
     this.revalidating = false;
     const leader = this.leader;
@@ -288,6 +288,13 @@ export class CacheFill {
   private abortUpstream(): void {
     const abort = this.leader !== null ? this.leader.abortUpstream : this.abort;
     if (abort !== null) abort();
+  }
+
+  /** An entry known to be outdated leaves L1 and L2: left in Redis, it comes back to every
+   * process (this one too, once L1 evicts or forgets it) that misses L1. */
+  private dropEntry(e: CacheEntry): void {
+    this.cache.store.delete(e.key);
+    if (this.cache.l2 !== null) this.cache.l2.delete(e.key);
   }
 
   private dropCapture(): void {
@@ -415,7 +422,7 @@ export class CacheFill {
     merged.age = this.facts!.age;
     const fresh = emptyFreshness();
     if (storability(merged, NO_DIRECTIVES, false, { ...this.cache.options, setCookie: true }, fresh) !== null) {
-      this.cache.store.delete(e.key);
+      this.dropEntry(e);
       return { shared: false, forLeader };
     }
     e.responseTime = this.responseTime;

@@ -94,9 +94,9 @@ export function cacheLookup(x: Exchange): number {
   if (method === 'HEAD') return 0;
 
   const revalidating = entry !== undefined && (entry.etag !== null || entry.lastModified !== null);
-  // Kept to revalidate, or to answer an origin error with (the origin's stale-if-error, or the client's).
-  const keep = entry !== undefined && (revalidating || entry.staleIfErrorMs > 0 || d.staleIfError >= 0) ? entry : null;
-  const fill = new CacheFill(cache, key, primary, x.target, x, keep, revalidating, d, req.authorization);
+  // The fill knows the entry: to revalidate it, to answer an origin error with it, and to drop it
+  // (L1 and L2) if the new answer may not be stored.
+  const fill = new CacheFill(cache, key, primary, x.target, x, entry ?? null, revalidating, d, req.authorization);
   fill.leaderHeaders = x.headers;
   // The fill asks for the full response, or with the stored validators: never with the client's
   // own (a 304 for the client's copy cannot fill the cache). The client still gets its 304 from the entry.
