@@ -2,7 +2,7 @@
 //
 //   fresh entry                    → served here (X-Cache: HIT, Age), or 304 for a matching validator
 //   stale, within s-w-r            → served (X-Cache: STALE), refreshed once in the background
-//   stale, within request max-stale → served (X-Cache: STALE), not refreshed
+//   stale, within its max-stale    → served (X-Cache: STALE), not refreshed
 //   a fill for this key in flight  → the request waits for it (coalesced); TAKEN
 //   otherwise                      → passes on as the leader of a new fill (X-Cache: MISS);
 //                                    a stale entry's validators go upstream (revalidation)
