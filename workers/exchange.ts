@@ -5,6 +5,7 @@ import type { Dispatcher } from 'undici';
 import type { RuntimeBackend, RuntimeRoute, WorkerState } from './worker-state';
 import type { RequestBody } from './request-body';
 import type { CacheFill } from './cache/fill';
+import type { Directives } from './cache/policy';
 import { peerAddress } from './peer';
 
 export const enum Phase {
@@ -97,6 +98,8 @@ export class Exchange {
   cacheFill: CacheFill | null = null;
   /** X-Cache value the head writer adds ("MISS"), or null when the cache is not involved. */
   cacheStatus: string | null = null;
+  /** A request waiting on another's cache fill: its Cache-Control directives (null: none). */
+  cacheDirectives: Readonly<Directives> | null = null;
 
   constructor(res: HttpResponse, worker: WorkerState) {
     this.res = res;

@@ -1,6 +1,7 @@
 // An origin whose caching headers are chosen by the query string, counting hits per path.
 //   ?cc=<Cache-Control>  &etag=<tag>  &lm=<seconds ago>  &vary=<names>  &cookie=1
 //   &status=<code>  &size=<body bytes>  &delay=<ms>  &expires=<seconds from now | "bad">  &cl304=1
+//   &then=<Cache-Control from the path's second request on, 304s included> (the resource changed)
 // `down` holds paths answered 500 (or, with "reset", cut before any response).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { startOrigin, type Origin } from './origin';
@@ -33,6 +34,7 @@ export async function startCacheOrigin(): Promise<CacheOrigin> {
       }
       const headers: Record<string, string> = { 'content-type': 'text/plain', 'x-origin-count': String(n) };
       if (q.has('cc')) headers['cache-control'] = q.get('cc')!;
+      if (q.has('then') && n > 1) headers['cache-control'] = q.get('then')!;
       if (q.has('etag')) headers.etag = q.get('etag')!;
       if (q.has('lm')) headers['last-modified'] = new Date(Date.now() - Number(q.get('lm')) * 1000).toUTCString();
       if (q.has('vary')) headers.vary = q.get('vary')!;

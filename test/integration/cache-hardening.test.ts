@@ -118,6 +118,25 @@ beforeAll(async () => {
       res.end(body);
       return;
     }
+    if (path.startsWith('/dup')) {
+      // Date or Age given twice with different values (two field lines, or one comma list).
+      const body = `dup ${n}`;
+      const at = (s: number) => new Date(Date.now() + s * 1000).toUTCString();
+      const fields = {
+        // max-age=60: one Age says 100 s old (stale), the other 5 s (fresh).
+        age: { 'cache-control': 'max-age=60', age: ['100', '5'] },
+        'age-list': { 'cache-control': 'max-age=60', age: '100, 5' },
+        // max-age=60: one Date is 100 s old (stale), the other this second (fresh).
+        date: { 'cache-control': 'max-age=60', date: [at(-100), at(0)] },
+        // Expires in 60 s, Age 60: counted from the Date of now the response is stale (60 s
+        // lifetime, 60 s old); from the Date of 100 s ago it is fresh (160 s lifetime, 100 s old).
+        expires: { expires: at(60), age: '60', date: [at(0), at(-100)] },
+      }[url.searchParams.get('mode')!] as Record<string, string | string[]>;
+      for (const [name, value] of Object.entries(fields)) res.setHeader(name, value);
+      res.writeHead(200, { 'content-length': String(body.length) });
+      res.end(body);
+      return;
+    }
     if (path.startsWith('/swr-ask')) {
       const body = `swr ${n}`;
       res.writeHead(200, { 'cache-control': 'max-age=1, stale-while-revalidate=60', 'content-length': String(body.length) });
@@ -328,6 +347,16 @@ describe('cache hardening', () => {
     // The same value twice is no conflict.
     await get('/twice-same?mode=same');
     expect((await get('/twice-same?mode=same')).xcache).toBe('HIT');
+  });
+
+  it('a Date or Age given twice with different values is read the way that makes the response least fresh', async () => {
+    for (const mode of ['age', 'age-list', 'date', 'expires']) {
+      const path = `/dup-${mode}?mode=${mode}`;
+      await get(path);
+      const b = await get(path);
+      expect(b.xcache, mode).toBe('MISS');
+      expect(b.body, mode).toBe('dup 2');
+    }
   });
 
   it('a request that asks for fresh (min-fresh, no-cache, max-age=0) is not answered stale under stale-while-revalidate', async () => {

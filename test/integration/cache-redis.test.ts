@@ -5,7 +5,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCacheOrigin, type CacheOrigin } from '../helpers/cache-origin';
 import { HAS_REDIS, startRedis, type RedisServer } from '../helpers/redis';
-import { eventually, startUgate, type Ugate } from '../helpers/ugate';
+import { eventually, sleep, startUgate, type Ugate } from '../helpers/ugate';
 
 let origin: CacheOrigin;
 let redis: RedisServer;
@@ -55,6 +55,62 @@ describe.skipIf(!HAS_REDIS)('L2 cache in Redis', () => {
     expect(origin.hits('/r/unsafe')).toBe(3);
   });
 
+  it('a refetch whose answer is no longer storable drops the entry from Redis too, not only from L1', async () => {
+    const probe = new Redis(redis.url);
+    const inRedis = async (path: string) => (await probe.keys(`ugate:c:*\n${path}*`)).length;
+    try {
+      // a holds it in L1 and Redis; a no-cache request to a gets the new answer, no-store.
+      const q = '/r/turn?cc=max-age%3D60&then=no-store';
+      expect((await get(a, q)).body).toBe('body 1');
+      await eventually(async () => (await inRedis('/r/turn')) === 1);
+      const r = await request(a.url + q, { headers: { host: HOST, 'cache-control': 'no-cache' } });
+      expect(await r.body.text()).toBe('body 2');
+      await eventually(async () => (await inRedis('/r/turn')) === 0);
+      expect(await get(b, q)).toMatchObject({ xcache: 'MISS', body: 'body 3' });
+      expect(await get(a, q)).toMatchObject({ xcache: 'MISS', body: 'body 4' });
+
+      // The same when the process that refetches found the entry in Redis, not in its L1.
+      const q2 = '/r/turn-l2?cc=max-age%3D60&then=no-store';
+      expect((await get(a, q2)).body).toBe('body 1');
+      await eventually(async () => (await inRedis('/r/turn-l2')) === 1);
+      const r2 = await request(b.url + q2, { headers: { host: HOST, 'cache-control': 'no-cache' } });
+      expect(await r2.body.text()).toBe('body 2');
+      await eventually(async () => (await inRedis('/r/turn-l2')) === 0);
+
+      // A 304 that makes the response private: the entry goes from Redis too, so the other
+      // process cannot serve the old copy stale (here to a max-stale request).
+      const q3 = '/r/turn-304?cc=max-age%3D1&etag=%22t%22&then=private%2C%20max-age%3D60';
+      expect((await get(a, q3)).body).toBe('body 1');
+      await eventually(async () => (await inRedis('/r/turn-304')) === 1);
+      await sleep(1100);
+      expect((await get(a, q3)).xcache).toBe('REVALIDATED');
+      await eventually(async () => (await inRedis('/r/turn-304')) === 0);
+      const r3 = await request(b.url + q3, { headers: { host: HOST, 'cache-control': 'max-stale' } });
+      expect(r3.headers['x-cache']).toBe('MISS');
+      expect(await r3.body.text()).toBe('body 3');
+    } finally {
+      probe.disconnect();
+    }
+  });
+
+  it('a stale entry in Redis (no validator) answers an origin error in the other process under stale-if-error', async () => {
+    const q = '/r/sie?cc=max-age%3D1%2C%20stale-if-error%3D60';
+    const first = await get(a, q);
+    const probe = new Redis(redis.url);
+    try {
+      await eventually(async () => (await probe.keys('ugate:c:*\n/r/sie*')).length === 1);
+    } finally {
+      probe.disconnect();
+    }
+    await sleep(1100);
+    origin.down.set('/r/sie', 'error');
+    try {
+      expect(await get(b, q)).toMatchObject({ status: 200, xcache: 'STALE', body: first.body });
+    } finally {
+      origin.down.delete('/r/sie');
+    }
+  });
+
   it('an entry stored by one process is a hit in the other, without reaching the origin', async () => {
     const q = '/r/shared?cc=max-age%3D60';
     const first = await get(a, q);
@@ -74,6 +130,24 @@ describe.skipIf(!HAS_REDIS)('L2 cache in Redis', () => {
       return /ugate_cache_l2_hits_total 1/.test(text) && text;
     });
     expect(m).toContain('ugate_cache_l2_hits_total 1');
+  });
+
+  it('a stale entry in Redis answers a request with max-stale in the other process', async () => {
+    const q = '/r/max-stale?cc=max-age%3D1';
+    const first = await get(a, q);
+    const probe = new Redis(redis.url);
+    try {
+      await eventually(async () => (await probe.keys('ugate:c:*\n/r/max-stale*')).length === 1);
+    } finally {
+      probe.disconnect();
+    }
+    await sleep(1100);
+    const r = await request(b.url + q, { headers: { host: HOST, 'cache-control': 'max-stale=60' } });
+    expect(r.headers['x-cache']).toBe('STALE');
+    expect(await r.body.text()).toBe(first.body);
+    expect(origin.hits('/r/max-stale')).toBe(1);
+    // A request without max-stale in that process does not get it: the entry is stale.
+    expect((await get(b, q)).xcache).toBe('MISS');
   });
 
   it('Vary variants are shared too', async () => {

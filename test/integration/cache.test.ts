@@ -359,6 +359,93 @@ describe('stale', () => {
     expect(d.body).not.toBe(a.body);
   });
 
+  it('max-stale takes a stale entry without going upstream: any staleness without a value, up to N s with one', async () => {
+    const path = p('maxstale');
+    const q = `${path}?cc=max-age%3D1`;
+    const a = await get(q);
+    await sleep(1100);
+    for (const cc of ['max-stale', 'max-stale=60', 'max-stale="60"']) {
+      const r = await get(q, { 'cache-control': cc });
+      expect(r, cc).toMatchObject({ status: 200, xcache: 'STALE', body: a.body });
+      expect(Number(r.headers.get('age')), cc).toBeGreaterThanOrEqual(1);
+    }
+    expect(origin.hits(path)).toBe(1);
+    // Past its bound (the entry is 0.1 s and more stale), or with no-cache: the origin.
+    for (const cc of ['max-stale=0', 'max-stale, no-cache']) {
+      const r = await get(q, { 'cache-control': cc });
+      expect(r.xcache, cc).toBe('MISS');
+    }
+    expect(origin.hits(path)).toBe(3);
+  });
+
+  it('max-stale never takes an entry whose response forbids serving it stale (must-revalidate, proxy-revalidate, s-maxage, no-cache)', async () => {
+    const cases = ['max-age%3D1%2C%20must-revalidate', 'max-age%3D1%2C%20proxy-revalidate', 's-maxage%3D1', 'no-cache&etag=%22n%22'];
+    const paths = cases.map((cc) => [p('maxstale-refused'), cc] as const);
+    for (const [path, cc] of paths) await get(`${path}?cc=${cc}`);
+    await sleep(1100);
+    for (const [path, cc] of paths) {
+      const r = await get(`${path}?cc=${cc}`, { 'cache-control': 'max-stale' });
+      expect(r.xcache, cc).toBe(cc.includes('etag') ? 'REVALIDATED' : 'MISS');
+      expect(origin.hits(path), cc).toBe(2);
+    }
+  });
+
+  it('stale-if-error does not answer a request that asked for fresh (no-cache, max-age, min-fresh) or bounded it lower', async () => {
+    const path = p('sie-ask');
+    const q = `${path}?cc=max-age%3D1%2C%20stale-if-error%3D60`;
+    const a = await get(q);
+    await sleep(1100);
+    origin.down.set(path, 'error');
+    // max-age=1: the entry is older than that. stale-if-error=0: the client's own bound (RFC 5861 §4).
+    for (const cc of ['no-cache', 'max-age=1', 'min-fresh=1', 'stale-if-error=0']) {
+      const r = await get(q, { 'cache-control': cc });
+      expect(r.status, cc).toBe(500);
+      expect(r.body, cc).toBe('origin error');
+    }
+    expect((await get(q, { pragma: 'no-cache' })).status).toBe(500);
+    origin.down.set(path, 'reset');
+    expect((await get(q, { 'cache-control': 'no-cache' })).status).toBe(502);
+    // A request that did not ask still gets the stale entry: those errors did not drop it.
+    expect(await get(q)).toMatchObject({ status: 200, xcache: 'STALE', body: a.body });
+    origin.down.delete(path);
+  });
+
+  it('a client\'s own stale-if-error lets it have the stale entry on an origin error, even with no-cache or without the origin\'s', async () => {
+    const path = p('sie-req');
+    const q = `${path}?cc=max-age%3D1`;
+    const a = await get(q);
+    await sleep(1100);
+    origin.down.set(path, 'error');
+    for (const cc of ['stale-if-error=60', 'no-cache, stale-if-error=60', 'max-age=0, stale-if-error=60']) {
+      expect(await get(q, { 'cache-control': cc }), cc).toMatchObject({ status: 200, xcache: 'STALE', body: a.body });
+    }
+    expect((await get(q)).status).toBe(500);
+    origin.down.set(path, 'reset');
+    expect(await get(q, { 'cache-control': 'stale-if-error=60' })).toMatchObject({ status: 200, xcache: 'STALE', body: a.body });
+    origin.down.delete(path);
+  });
+
+  it('on an origin error, each coalesced request gets the stale entry by its own directives, not the first one\'s', async () => {
+    const path = p('sie-waiters');
+    const q = `${path}?cc=max-age%3D1%2C%20stale-if-error%3D60&delay=300`;
+    const a = await get(q);
+    await sleep(1100);
+    origin.down.set(path, 'error');
+    // A plain request leads (its answer comes after 300 ms); a no-cache one waits on it.
+    const leader = get(q);
+    await sleep(100);
+    const waiter = get(q, { 'cache-control': 'no-cache' });
+    expect(await leader).toMatchObject({ status: 200, xcache: 'STALE', body: a.body });
+    expect((await waiter).status).toBe(500);
+    // The other way round.
+    const leader2 = get(q, { 'cache-control': 'no-cache' });
+    await sleep(100);
+    const waiter2 = get(q);
+    expect((await leader2).status).toBe(500);
+    expect(await waiter2).toMatchObject({ status: 200, xcache: 'STALE', body: a.body });
+    origin.down.delete(path);
+  });
+
   it('without stale-if-error the origin failure reaches the client', async () => {
     const path = p('nosie');
     const q = `${path}?cc=max-age%3D1`;

@@ -13,7 +13,7 @@ import { continueFrom, CACHE_RESUME } from '../pipeline';
 import { respondError } from '../respond';
 import { VIA } from '../http-fields';
 import { BackgroundHandler, CacheFill } from './fill';
-import { emptyDirectives, type Directives } from './policy';
+import { maxStaleAllows, NO_DIRECTIVES, type Directives } from './policy';
 import { RedisL2 } from './redis-store';
 import { ageMs } from './serve';
 import { entrySize, LruStore, type CacheEntry, type CacheStore } from './store';
@@ -46,7 +46,7 @@ export class WorkerCache {
   }
 
   /** Fresh enough for this request's directives (request no-cache, max-age, min-fresh)? */
-  isFresh(e: CacheEntry, d: Directives, now: number): boolean {
+  isFresh(e: CacheEntry, d: Readonly<Directives>, now: number): boolean {
     const age = ageMs(e, now);
     if (e.noCache || age >= e.lifetimeMs || d.noCache) return false;
     // max-age=0 is how clients ask for an end-to-end check, even of a response 0 s old.
@@ -94,9 +94,19 @@ export class WorkerCache {
         fill.resolveFromL2(found);
         return;
       }
+      if (fill.request.maxStale >= 0 && maxStaleAllows(found, fill.request, ageMs(found, now))) {
+        // Stale, but the leader's client takes it (max-stale); in L1 now, where each waiter
+        // looks it up again by its own directives.
+        this.store.set(found);
+        this.stats.stale++;
+        this.stats.l2Hits++;
+        fill.resolveStaleFromL2(found);
+        return;
+      }
+      // Not fresh for this request: the fill knows it (to fall back to on an origin error, and to
+      // drop from L2 if the new answer may not be stored), and revalidates it if it can.
+      fill.stale = found;
       if (found.etag !== null || found.lastModified !== null) {
-        // Stale in L2 but it has validators: revalidate it instead of fetching it whole.
-        fill.stale = found;
         fill.revalidating = true;
         pushValidators(x.headers, found);
       }
@@ -116,12 +126,6 @@ export class WorkerCache {
     return key;
   }
 
-  staleOnErrorAllowed(e: CacheEntry, now: number): boolean {
-    // Response no-cache forbids serving it stale, like must-revalidate (RFC 9111 §4.2.4): every
-    // use needs the origin's answer, so an origin error reaches the client.
-    return !e.mustRevalidate && !e.noCache && e.staleIfErrorMs > 0 && ageMs(e, now) < e.lifetimeMs + e.staleIfErrorMs;
-  }
-
   /** stale-while-revalidate: refresh `e` once, without a client waiting on it. */
   refreshInBackground(x: Exchange, e: CacheEntry): void {
     if (this.inflight.has(e.key)) return;
@@ -134,7 +138,7 @@ export class WorkerCache {
     // a TLS terminator (X-Forwarded-Proto: https) answered the refresh as plain http, e.g. with a
     // cacheable 301 to https that then replaced the entry for every client (a redirect loop).
     pushForwarded(x, headers);
-    const fill = new CacheFill(this, e.key, e.primary, e.target, null, e, true, emptyDirectives(), false);
+    const fill = new CacheFill(this, e.key, e.primary, e.target, null, e, true, NO_DIRECTIVES, false);
     this.inflight.set(e.key, fill);
     // Its own exchange: the client's is answered from the stale entry right after this.
     const bx = backgroundExchange(x.worker);
@@ -161,7 +165,7 @@ export class WorkerCache {
       if (route(x) !== 0 || balance(x) !== 0) continue;
       const primary = primaryKey(host, target);
       if (this.inflight.has(primary) || this.store.get(primary) !== undefined) continue;
-      const fill = new CacheFill(this, primary, primary, target, null, null, false, emptyDirectives(), false);
+      const fill = new CacheFill(this, primary, primary, target, null, null, false, NO_DIRECTIVES, false);
       this.inflight.set(primary, fill);
       fetchInBackground(x, { path: target, method: 'GET', headers: ['host', host, 'via', VIA] }, fill);
     }

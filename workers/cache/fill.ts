@@ -14,8 +14,8 @@ import { noteAnswer, noteAttemptFailed } from '../retry';
 import { refuseBadStatusLine, upstreamErrorId } from '../stages/stream-back';
 import { redispatch, releaseBackend } from '../stages/upstream';
 import { withoutConditionals, type WorkerCache } from './cache';
-import { emptyDirectives, emptyFacts, emptyFreshness, notModifiedMatches, storability, type Directives, type Freshness, type ResponseFacts } from './policy';
-import { serveEntry } from './serve';
+import { emptyFacts, emptyFreshness, NO_DIRECTIVES, notModifiedMatches, staleOnErrorAllows, storability, type Directives, type Freshness, type ResponseFacts } from './policy';
+import { ageMs, serveEntry } from './serve';
 import { connectionNamed, RESPONSE_HOP_FIELDS, statusLine } from '../http-fields';
 import { entrySize, type CacheEntry } from './store';
 
@@ -52,10 +52,11 @@ export class CacheFill {
     readonly primary: string,
     readonly target: string,
     readonly leader: Exchange | null,
-    /** A stored entry this request revalidates, or may fall back to (stale-if-error). */
+    /** The stored entry this request revalidates, may fall back to (stale-if-error), or replaces
+     * (dropped, from L1 and L2, when the new answer may not be stored). */
     public stale: CacheEntry | null,
     public revalidating: boolean,
-    readonly request: Directives,
+    readonly request: Readonly<Directives>,
     readonly hasAuthorization: boolean,
   ) {}
 
@@ -79,9 +80,7 @@ export class CacheFill {
       this.settleRevalidated(stale, now);
       return true;
     }
-    if (status >= 500 && stale !== null && this.cache.staleOnErrorAllowed(stale, now)) {
-      this.cache.stats.staleIfError++;
-      this.settleWithEntry(stale, 'STALE', true);
+    if (status >= 500 && stale !== null && this.staleOnError(stale, now, -1)) {
       this.abortUpstream();
       return true;
     }
@@ -89,7 +88,9 @@ export class CacheFill {
     const why = storability(this.facts!, this.request, this.hasAuthorization, this.cache.options, fresh);
     if (why !== null || this.expected > this.cache.options.maxEntry) {
       // The resource changed into something not storable: the old copy must not be served again.
-      if (stale !== null) this.cache.store.delete(stale.key);
+      // A 5xx says nothing of the resource (RFC 9111 §4.3.3): the entry stays, for the requests
+      // that may have it stale on an error (one that asked for fresh got the error).
+      if (stale !== null && status < 500) this.dropEntry(stale);
       this.release();
       return false;
     }
@@ -147,15 +148,12 @@ export class CacheFill {
     }
     const leader = this.leader;
     const leaderGone = leader !== null && (leader.clientGone || leader.phase === Phase.Done);
-    if (this.status === 0 && stale !== null && !leaderGone && this.cache.staleOnErrorAllowed(stale, Date.now())) {
-      this.cache.stats.staleIfError++;
-      this.settleWithEntry(stale, 'STALE', true);
-      return true;
-    }
+    const errorId = this.status === 0 ? upstreamErrorId(err) || E.UPSTREAM_RESET : 0;
+    if (this.status === 0 && stale !== null && !leaderGone && this.staleOnError(stale, Date.now(), errorId)) return true;
     this.dropCapture();
     // Before the head: the origin failed, and waiters get the same answer. After it, or when
     // the leader's own client left (that aborts the request), waiters try for themselves.
-    if (this.status === 0 && !leaderGone) this.fail(upstreamErrorId(err));
+    if (this.status === 0 && !leaderGone) this.fail(errorId);
     else this.release(leaderGone);
     return false;
   }
@@ -165,6 +163,15 @@ export class CacheFill {
   /** L2 had a usable entry: it answers the leader and the waiters. */
   resolveFromL2(entry: CacheEntry): void {
     if (!this.settled) this.settleWithEntry(entry, 'HIT', true);
+  }
+
+  /** L2 had a stale entry the leader's request takes (max-stale): it answers the leader only. The
+   * waiters, who may not take it, look up again (the entry is in L1 by then). */
+  resolveStaleFromL2(entry: CacheEntry): void {
+    if (this.settled) return;
+    const leader = this.leader!;
+    this.release(true);
+    serveEntry(leader, entry, 'STALE', Date.now(), this.leaderHeaders ?? leader.headers);
   }
 
   /** The leader's client left while L2 was asked: a waiter takes over. */
@@ -204,8 +211,7 @@ export class CacheFill {
    * The leader asks again without validators, as a plain miss, and its waiters wait for that
    * answer; a background refresh just ends (the next request fetches). */
   private notModifiedForAnother(stale: CacheEntry): void {
-    this.cache.store.delete(stale.key);
-    if (this.cache.l2 !== null) this.cache.l2.delete(stale.key);
+    this.dropEntry(stale);
     this.stale = null;
     this.revalidating = false;
     const leader = this.leader;
@@ -215,6 +221,37 @@ export class CacheFill {
     }
     this.requestTime = Date.now();
     redispatch(leader, withoutConditionals(leader.headers));
+  }
+
+  /** The origin failed (a 5xx, or no response; `errorId` -1 or the gateway error). Each request
+   * that may have the stale entry instead, by its own directives (RFC 9111 §4.2.4, RFC 5861 §4),
+   * gets it: a waiter's say is its own, not the leader's. True when the leader did: the fill is
+   * settled, and the waiters that may not have it go upstream themselves (after a 5xx) or get
+   * the error. False otherwise: the leader (if any) takes the origin's answer, and only the
+   * waiters served stale have left the fill. */
+  private staleOnError(stale: CacheEntry, now: number, errorId: number): boolean {
+    const leader = this.leader;
+    const age = ageMs(stale, now);
+    const stats = this.cache.stats;
+    const leaderToo = leader !== null && staleOnErrorAllows(stale, this.request, age);
+    if (leaderToo) {
+      this.finishSettle();
+      stats.staleIfError++;
+      serveEntry(leader, stale, 'STALE', now, this.leaderHeaders ?? leader.headers);
+    }
+    let kept = 0;
+    for (const w of this.waiters) {
+      if (w.clientGone || w.phase === Phase.Done) continue;
+      // The waiter's key must be the entry's (an L2 entry may name a Vary the lookup did not know).
+      if (staleOnErrorAllows(stale, w.cacheDirectives ?? NO_DIRECTIVES, age) && this.cache.keyWithVary(w.headers, stale.primary, stale.vary) === stale.key) {
+        stats.staleIfError++;
+        serveEntry(w, stale, 'STALE', now);
+      } else if (!leaderToo) this.waiters[kept++] = w;
+      else if (errorId < 0) continueFrom(w, CACHE_RESUME);
+      else respondError(w, errorId);
+    }
+    this.waiters.length = kept;
+    return leaderToo;
   }
 
   private settleWithEntry(entry: CacheEntry, label: string, serveLeader: boolean, leaderEntry: CacheEntry = entry): void {
@@ -253,6 +290,13 @@ export class CacheFill {
     if (abort !== null) abort();
   }
 
+  /** An entry known to be outdated leaves L1 and L2: left in Redis, it comes back to every
+   * process (this one too, once L1 evicts or forgets it) that misses L1. */
+  private dropEntry(e: CacheEntry): void {
+    this.cache.store.delete(e.key);
+    if (this.cache.l2 !== null) this.cache.l2.delete(e.key);
+  }
+
   private dropCapture(): void {
     this.capturing = false;
     this.body = null;
@@ -272,15 +316,13 @@ export class CacheFill {
       const v = raw[i + 1];
       switch (name) {
         case 'cache-control': f.cacheControl = f.cacheControl === null ? v.toString('latin1') : f.cacheControl + ', ' + v.toString('latin1'); break;
-        case 'expires': {
-          // Two different Expires: joined they are no HTTP-date, so the response counts as
-          // already expired (RFC 9111 §4.2.1: use the first, or consider it stale).
-          const text = v.toString('latin1');
-          f.expires = f.expires === null || f.expires === text ? text : f.expires + ', ' + text;
-          break;
-        }
-        case 'date': f.date = v.toString('latin1'); break;
-        case 'age': f.age = v.toString('latin1'); break;
+        // Two different Expires: joined they are no HTTP-date, so the response counts as
+        // already expired (RFC 9111 §4.2.1: use the first, or consider it stale).
+        case 'expires': f.expires = again(f.expires, v.toString('latin1')); break;
+        // Repeated Date or Age values are all kept: the policy reads the least fresh of them
+        // (the last alone could make a stale response fresh).
+        case 'date': f.date = again(f.date, v.toString('latin1')); break;
+        case 'age': f.age = again(f.age, v.toString('latin1')); break;
         case 'vary': f.vary = f.vary === null ? v.toString('latin1') : f.vary + ', ' + v.toString('latin1'); break;
         case 'set-cookie': f.setCookie = true; break;
         case 'etag': f.etag = v.toString('latin1'); break;
@@ -379,8 +421,8 @@ export class CacheFill {
     merged.date = this.facts!.date;
     merged.age = this.facts!.age;
     const fresh = emptyFreshness();
-    if (storability(merged, emptyDirectives(), false, { ...this.cache.options, setCookie: true }, fresh) !== null) {
-      this.cache.store.delete(e.key);
+    if (storability(merged, NO_DIRECTIVES, false, { ...this.cache.options, setCookie: true }, fresh) !== null) {
+      this.dropEntry(e);
       return { shared: false, forLeader };
     }
     e.responseTime = this.responseTime;
@@ -401,6 +443,11 @@ export class CacheFill {
     if (this.cache.l2 !== null) this.cache.l2.set(e);
     return { shared: true, forLeader };
   }
+}
+
+/** A field that has one value, seen again: the same value stands, another is kept beside it. */
+function again(seen: string | null, text: string): string {
+  return seen === null || seen === text ? text : seen + ', ' + text;
 }
 
 function headerText(e: CacheEntry, name: string): string | null {

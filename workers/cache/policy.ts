@@ -8,6 +8,8 @@ export interface Directives {
   staleWhileRevalidate: number;
   staleIfError: number;
   minFresh: number;
+  /** Request max-stale: seconds of staleness the client takes; Infinity when it gave no value. */
+  maxStale: number;
   noStore: boolean;
   noCache: boolean;
   private: boolean;
@@ -19,10 +21,13 @@ export interface Directives {
 
 export function emptyDirectives(): Directives {
   return {
-    maxAge: -1, sMaxAge: -1, staleWhileRevalidate: -1, staleIfError: -1, minFresh: -1,
+    maxAge: -1, sMaxAge: -1, staleWhileRevalidate: -1, staleIfError: -1, minFresh: -1, maxStale: -1,
     noStore: false, noCache: false, private: false, public: false, mustRevalidate: false, proxyRevalidate: false, onlyIfCached: false,
   };
 }
+
+/** No directives: the usual request. Shared, never written to. */
+export const NO_DIRECTIVES: Readonly<Directives> = Object.freeze(emptyDirectives());
 
 /** Parse a Cache-Control value (request or response) into `into`. Unknown directives are ignored. */
 export function parseCacheControl(value: string, into: Directives = emptyDirectives()): Directives {
@@ -34,7 +39,8 @@ export function parseCacheControl(value: string, into: Directives = emptyDirecti
     const start = i;
     while (i < n && value.charCodeAt(i) !== 61 && value.charCodeAt(i) !== 44) i++;
     const name = value.slice(start, i).trim().toLowerCase();
-    let arg = '';
+    // null: no "=" at all (max-stale alone means any staleness; "max-stale=" is a bad value).
+    let arg: string | null = null;
     if (i < n && value.charCodeAt(i) === 61) {
       i++;
       if (value.charCodeAt(i) === 34) {
@@ -53,9 +59,9 @@ export function parseCacheControl(value: string, into: Directives = emptyDirecti
   return into;
 }
 
-function seconds(arg: string): number {
-  // delta-seconds: digits only; a bad value makes the directive count as 0 (the safe side).
-  return /^\d+$/.test(arg) ? Math.min(Number(arg), 2 ** 31) : 0;
+function seconds(arg: string | null): number {
+  // delta-seconds: digits only; a bad or missing value makes the directive count as 0 (the safe side).
+  return arg !== null && /^\d+$/.test(arg) ? Math.min(Number(arg), 2 ** 31) : 0;
 }
 
 /** A directive's seconds, given it may have been seen before (-1: not). The same value again
@@ -67,13 +73,14 @@ function secondsAgain(previous: number, value: number): number {
   return previous === -1 || previous === value ? value : 0;
 }
 
-function applyDirective(d: Directives, name: string, arg: string): void {
+function applyDirective(d: Directives, name: string, arg: string | null): void {
   switch (name) {
     case 'max-age': d.maxAge = secondsAgain(d.maxAge, seconds(arg)); break;
     case 's-maxage': d.sMaxAge = secondsAgain(d.sMaxAge, seconds(arg)); break;
     case 'stale-while-revalidate': d.staleWhileRevalidate = secondsAgain(d.staleWhileRevalidate, seconds(arg)); break;
     case 'stale-if-error': d.staleIfError = secondsAgain(d.staleIfError, seconds(arg)); break;
     case 'min-fresh': d.minFresh = seconds(arg); break;
+    case 'max-stale': d.maxStale = secondsAgain(d.maxStale, arg === null ? Number.POSITIVE_INFINITY : seconds(arg)); break;
     case 'no-store': d.noStore = true; break;
     // no-cache="field" (qualified) is treated as plain no-cache: the conservative reading.
     case 'no-cache': d.noCache = true; break;
@@ -138,7 +145,7 @@ export interface Freshness {
 }
 
 /** Why a response is not stored, or null when it may be (with its freshness in `out`). */
-export function storability(facts: ResponseFacts, request: Directives, hasAuthorization: boolean, opts: StoreOptions, out: Freshness): string | null {
+export function storability(facts: ResponseFacts, request: Readonly<Directives>, hasAuthorization: boolean, opts: StoreOptions, out: Freshness): string | null {
   if (!isCacheableStatus(facts.status)) return 'status';
   if (request.noStore) return 'request no-store';
   const d = facts.cacheControl === null ? emptyDirectives() : parseCacheControl(facts.cacheControl);
@@ -150,11 +157,16 @@ export function storability(facts: ResponseFacts, request: Directives, hasAuthor
   const vary = parseVary(facts.vary);
   if (vary === null) return 'vary *';
   for (let i = 0; i < vary.length; i++) if (WRITTEN_BY_UGATE.has(vary[i])) return 'vary on a field ugate writes';
-  const dateMs = facts.date === null ? NaN : parseHttpDate(facts.date);
+  // Date is one value; given twice with different values (RFC 9111 §4.2.1 asks for the first or
+  // "stale"), ugate reads the one that leaves the response least fresh: the earlier Date (the
+  // larger apparent age), except under Expires, where the later one also gives the shorter
+  // lifetime (Expires minus Date) and so the least freshness left.
+  let dateMs = facts.date === null ? NaN : httpDateIn(facts.date, false);
   let lifetime: number;
   if (d.sMaxAge >= 0) lifetime = d.sMaxAge * 1000;
   else if (d.maxAge >= 0) lifetime = d.maxAge * 1000;
   else if (facts.expires !== null) {
+    if (facts.date !== null) dateMs = httpDateIn(facts.date, true);
     const exp = parseHttpDate(facts.expires);
     // An invalid Expires (e.g. "0") means already expired (RFC 9111 §5.3).
     lifetime = Number.isNaN(exp) ? 0 : Math.max(0, exp - (Number.isNaN(dateMs) ? facts.responseTime : dateMs));
@@ -183,9 +195,61 @@ export function storability(facts: ResponseFacts, request: Directives, hasAuthor
  * second would already be up to 999 ms old (a max-age=1 response stale at once, half the time). */
 function initialAgeMs(facts: ResponseFacts, dateMs: number): number {
   const apparent = Number.isNaN(dateMs) ? 0 : Math.max(0, Math.floor(facts.responseTime / 1000) * 1000 - dateMs);
-  const ageValue = facts.age !== null && /^\d+$/.test(facts.age.trim()) ? Number(facts.age.trim()) * 1000 : 0;
-  const corrected = ageValue + Math.max(0, facts.responseTime - facts.requestTime);
+  const corrected = ageValueMs(facts.age) + Math.max(0, facts.responseTime - facts.requestTime);
   return apparent > corrected ? apparent : corrected;
+}
+
+/** Age (RFC 9111 §5.1), ms. It is one value; repeated with different values (two field lines, or
+ * one list), the largest counts: no upstream cache can make a response younger than another
+ * claims it is. Values that are not delta-seconds are ignored (§5.1), and a huge one is 2^31 s (§1.2.2). */
+function ageValueMs(value: string | null): number {
+  if (value === null) return 0;
+  let max = 0;
+  for (const part of value.split(',')) {
+    const t = part.trim();
+    if (/^\d+$/.test(t)) max = Math.max(max, Math.min(Number(t), 2 ** 31));
+  }
+  return max * 1000;
+}
+
+/** What the rules for serving a stored response stale read from it (a CacheEntry has them). */
+export interface StaleRules {
+  readonly lifetimeMs: number;
+  readonly staleIfErrorMs: number;
+  readonly mustRevalidate: boolean;
+  readonly noCache: boolean;
+}
+
+/** The request did not ask for a fresh response (no-cache, max-age, min-fresh: RFC 9111 §5.2.1),
+ * so the origin's stale windows (stale-while-revalidate, stale-if-error) may answer it. */
+export function clientAcceptsStale(d: Readonly<Directives>): boolean {
+  return !d.noCache && d.maxAge < 0 && d.minFresh < 0;
+}
+
+/** May `e`, `ageMs` old, answer a request with directives `d` when the origin failed (a 5xx, or
+ * no response)? RFC 9111 §4.2.4: never when the response forbids stale (no-cache,
+ * must-revalidate, proxy-revalidate, s-maxage), and only when the client or the origin permits
+ * it. A client that asked for fresh (no-cache, max-age, min-fresh) has not, unless it also sent
+ * stale-if-error (RFC 5861 §4: a request directive too, whose scope is that request): then its
+ * own value is both its permission and its bound, whatever the origin's. */
+export function staleOnErrorAllows(e: StaleRules, d: Readonly<Directives>, ageMs: number): boolean {
+  if (e.mustRevalidate || e.noCache) return false;
+  if (d.staleIfError >= 0 && ageMs - e.lifetimeMs < d.staleIfError * 1000) return true;
+  // max-stale permits stale, error or not, up to its bound: past it, the client has said no.
+  if (d.maxStale >= 0) return maxStaleAllows(e, d, ageMs);
+  if (d.staleIfError >= 0) return false;
+  return clientAcceptsStale(d) && e.staleIfErrorMs > 0 && ageMs - e.lifetimeMs < e.staleIfErrorMs;
+}
+
+/** Does the request's max-stale (RFC 9111 §5.2.1.2) take `e`, `ageMs` old, without revalidation?
+ * Within its bound (any staleness without a value); never when the response forbids stale
+ * (no-cache, must-revalidate, proxy-revalidate, s-maxage: §4.2.4, §5.2.2), nor when the request
+ * also says no-cache or min-fresh (it wants the origin's or a fresh answer). A request max-age
+ * still bounds the age (§5.2.1.1). */
+export function maxStaleAllows(e: StaleRules, d: Readonly<Directives>, ageMs: number): boolean {
+  if (d.maxStale < 0 || e.mustRevalidate || e.noCache || d.noCache || d.minFresh >= 0) return false;
+  if (d.maxAge >= 0 && ageMs > d.maxAge * 1000) return false;
+  return ageMs - e.lifetimeMs <= d.maxStale * 1000;
 }
 
 export function emptyFreshness(): Freshness {
@@ -262,6 +326,22 @@ export function notModifiedSince(ifModifiedSince: string, lastModified: string |
 
 /** The three HTTP-date forms (RFC 9110 §5.6.7): IMF-fixdate, obsolete RFC 850, asctime. */
 const HTTP_DATE = /^(?:[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT|[A-Za-z]{6,9}, \d{2}-[A-Za-z]{3}-\d{2} \d{2}:\d{2}:\d{2} GMT|[A-Za-z]{3} [A-Za-z]{3} [ \d]\d \d{2}:\d{2}:\d{2} \d{4})$/;
+
+/** The same forms anywhere in a value: a Date repeated (field lines joined with ", ", or a list). */
+const HTTP_DATES = new RegExp(HTTP_DATE.source.slice(1, -1), 'g');
+
+/** The earliest HTTP-date in a value that may hold several (the latest, with `latest`); NaN
+ * when there is none. */
+function httpDateIn(value: string, latest: boolean): number {
+  const one = parseHttpDate(value);
+  if (!Number.isNaN(one)) return one;
+  let out = NaN;
+  for (const m of value.matchAll(HTTP_DATES)) {
+    const t = parseHttpDate(m[0]);
+    if (Number.isNaN(out) || (latest ? t > out : t < out)) out = t;
+  }
+  return out;
+}
 
 /** ms since the epoch, or NaN when `value` is not an HTTP-date. Date.parse alone is far too
  * lenient: it read "Expires: 3600" (seconds, a common mistake) as the year 3600, fresh for

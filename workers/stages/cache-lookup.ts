@@ -2,6 +2,7 @@
 //
 //   fresh entry                    → served here (X-Cache: HIT, Age), or 304 for a matching validator
 //   stale, within s-w-r            → served (X-Cache: STALE), refreshed once in the background
+//   stale, within its max-stale    → served (X-Cache: STALE), not refreshed
 //   a fill for this key in flight  → the request waits for it (coalesced); TAKEN
 //   otherwise                      → passes on as the leader of a new fill (X-Cache: MISS);
 //                                    a stale entry's validators go upstream (revalidation)
@@ -9,14 +10,11 @@
 // Requests with a body, Range requests and Cache-Control: no-store pass through untouched.
 import { primaryKey, pushValidators, withoutConditionals } from '../cache/cache';
 import { CacheFill } from '../cache/fill';
-import { emptyDirectives, parseCacheControl, type Directives } from '../cache/policy';
+import { clientAcceptsStale, emptyDirectives, maxStaleAllows, NO_DIRECTIVES, parseCacheControl, type Directives } from '../cache/policy';
 import { ageMs, serveEntry } from '../cache/serve';
 import type { Exchange } from '../exchange';
 import { TAKEN } from '../stage';
 import { dropConnectionNamed } from './upstream';
-
-/** The usual request: no Cache-Control. Shared, never written to. */
-const NO_DIRECTIVES: Directives = Object.freeze(emptyDirectives());
 
 /** Request fields the cache looks at; one reused object (the stage is synchronous). */
 const req = { cacheControl: null as string | null, pragma: null as string | null, authorization: false, range: false };
@@ -42,12 +40,13 @@ export function cacheLookup(x: Exchange): number {
   if (x.connection !== null) dropConnectionNamed(x);
   scanRequest(x.headers);
   if (req.range) return 0;
-  let d: Directives = NO_DIRECTIVES;
+  let d: Readonly<Directives> = NO_DIRECTIVES;
   if (req.cacheControl !== null) d = parseCacheControl(req.cacheControl);
   else if (req.pragma !== null && req.pragma.toLowerCase().includes('no-cache')) {
     // HTTP/1.0 clients say Pragma: no-cache (RFC 9111 §5.4).
-    d = emptyDirectives();
-    d.noCache = true;
+    const pragma = emptyDirectives();
+    pragma.noCache = true;
+    d = pragma;
   }
   if (d.noStore) return 0;
 
@@ -63,14 +62,19 @@ export function cacheLookup(x: Exchange): number {
       return TAKEN;
     }
     // A request with no-cache, max-age or min-fresh wants a response fresh by its measure; without
-    // max-stale (not read by ugate) a stale one is not what it asked for (RFC 9111 §5.2.1), and
-    // stale-while-revalidate only lets the cache answer those that did not say (RFC 5861 §3).
-    const clientAcceptsStale = !d.noCache && d.maxAge < 0 && d.minFresh < 0;
-    if (clientAcceptsStale && !entry.mustRevalidate && !entry.noCache && entry.staleWhileRevalidateMs > 0 && age < entry.lifetimeMs + entry.staleWhileRevalidateMs) {
+    // max-stale a stale one is not what it asked for (RFC 9111 §5.2.1), and stale-while-revalidate
+    // only lets the cache answer those that did not say (RFC 5861 §3).
+    if (clientAcceptsStale(d) && !entry.mustRevalidate && !entry.noCache && entry.staleWhileRevalidateMs > 0 && age < entry.lifetimeMs + entry.staleWhileRevalidateMs) {
       cache.stats.stale++;
       // Refresh first: its backend is picked with the client's request, and a balancer may
       // read the client's address, which uWS forbids once the response is sent.
       cache.refreshInBackground(x, entry);
+      serveEntry(x, entry, 'STALE', now);
+      return TAKEN;
+    }
+    // The client takes this much staleness without revalidation (RFC 9111 §5.2.1.2).
+    if (d.maxStale >= 0 && maxStaleAllows(entry, d, age)) {
+      cache.stats.stale++;
       serveEntry(x, entry, 'STALE', now);
       return TAKEN;
     }
@@ -79,6 +83,8 @@ export function cacheLookup(x: Exchange): number {
   if (pending !== undefined) {
     cache.stats.coalesced++;
     x.cacheStatus = 'MISS';
+    // Kept for an origin error: whether this request may have a stale entry is its own say.
+    x.cacheDirectives = d;
     pending.waiters.push(x);
     return TAKEN;
   }
@@ -88,8 +94,9 @@ export function cacheLookup(x: Exchange): number {
   if (method === 'HEAD') return 0;
 
   const revalidating = entry !== undefined && (entry.etag !== null || entry.lastModified !== null);
-  const keep = entry !== undefined && (revalidating || entry.staleIfErrorMs > 0) ? entry : null;
-  const fill = new CacheFill(cache, key, primary, x.target, x, keep, revalidating, d, req.authorization);
+  // The fill knows the entry: to revalidate it, to answer an origin error with it, and to drop it
+  // (L1 and L2) if the new answer may not be stored.
+  const fill = new CacheFill(cache, key, primary, x.target, x, entry ?? null, revalidating, d, req.authorization);
   fill.leaderHeaders = x.headers;
   // The fill asks for the full response, or with the stored validators: never with the client's
   // own (a 304 for the client's copy cannot fill the cache). The client still gets its 304 from the entry.

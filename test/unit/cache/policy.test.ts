@@ -1,8 +1,8 @@
 // RFC 9111 storability and freshness, without sockets.
 import { describe, expect, it } from 'vitest';
 import {
-  emptyDirectives, emptyFacts, emptyFreshness, etagMatches, notModifiedMatches, notModifiedSince, parseCacheControl, parseVary, storability,
-  type ResponseFacts,
+  emptyDirectives, emptyFacts, emptyFreshness, etagMatches, maxStaleAllows, notModifiedMatches, notModifiedSince, parseCacheControl, parseVary, staleOnErrorAllows,
+  storability, type ResponseFacts,
 } from '../../../workers/cache/policy';
 
 const opts = { defaultTtlMs: 0, setCookie: false };
@@ -34,6 +34,16 @@ describe('parseCacheControl', () => {
     expect(parseCacheControl('s-maxage=5, s-maxage=50').sMaxAge).toBe(0);
     expect(parseCacheControl('stale-while-revalidate=5, stale-if-error=9, stale-while-revalidate=50, stale-if-error=90')).toMatchObject({ staleWhileRevalidate: 0, staleIfError: 0 });
     expect(check({ cacheControl: 'max-age=0, max-age=60' }).why).toBe('expired');
+  });
+
+  it('max-stale: no value is any staleness; a bad value, an empty one or two different ones count as 0', () => {
+    expect(parseCacheControl('max-stale').maxStale).toBe(Infinity);
+    expect(parseCacheControl('max-stale=30').maxStale).toBe(30);
+    expect(parseCacheControl('max-stale="30"').maxStale).toBe(30);
+    expect(parseCacheControl('max-stale=').maxStale).toBe(0);
+    expect(parseCacheControl('max-stale=soon').maxStale).toBe(0);
+    expect(parseCacheControl('max-stale, max-stale=30').maxStale).toBe(0);
+    expect(parseCacheControl('no-cache').maxStale).toBe(-1);
   });
 });
 
@@ -104,6 +114,25 @@ describe('initial age (RFC 9111 §4.2.3)', () => {
     expect(age({})).toBe(0);
     expect(age({ date: 'yesterday' })).toBe(0);
   });
+
+  it('a repeated Age counts with its largest value; values that are not delta-seconds are ignored', () => {
+    expect(age({ age: '100, 5' })).toBe(100_000);
+    expect(age({ age: '5, 100' })).toBe(100_000);
+    expect(age({ age: 'soon, 7' })).toBe(7000);
+    expect(age({ age: 'soon' })).toBe(0);
+  });
+
+  it('a repeated Date counts with the value that leaves the least freshness', () => {
+    // max-age: the earlier Date, the larger apparent age.
+    expect(age({ date: `${ago(100)}, ${ago(0)}` })).toBe(100_000);
+    expect(age({ date: `${ago(0)}, ${ago(100)}` })).toBe(100_000);
+    // Expires: the later Date, the shorter lifetime (Expires - Date), whichever line came last.
+    const expires = new Date(at - 500 + 60_000).toUTCString();
+    for (const date of [`${ago(0)}, ${ago(100)}`, `${ago(100)}, ${ago(0)}`]) {
+      const f = check({ expires, date, age: '30', requestTime: at, responseTime: at }).fresh;
+      expect(f.lifetimeMs - f.initialAgeMs, date).toBe(30_000);
+    }
+  });
 });
 
 describe('validators', () => {
@@ -152,5 +181,66 @@ describe('validators', () => {
     expect(parseVary(null)).toEqual([]);
     expect(parseVary('B, a, b')).toEqual(['a', 'b']);
     expect(parseVary('*')).toBeNull();
+  });
+});
+
+describe('stale on an origin error (RFC 9111 §4.2.4, RFC 5861 §4)', () => {
+  // Stored with max-age=10, stale-if-error=60; asked 30 s old (20 s stale).
+  const entry = { lifetimeMs: 10_000, staleIfErrorMs: 60_000, mustRevalidate: false, noCache: false };
+  const allows = (req: string, e: Partial<typeof entry> = {}, ageS = 30) => staleOnErrorAllows({ ...entry, ...e }, parseCacheControl(req), ageS * 1000);
+
+  it('within the origin\'s stale-if-error, for a request that did not ask for fresh', () => {
+    expect(allows('')).toBe(true);
+    expect(allows('', {}, 71)).toBe(false);
+    expect(allows('', { staleIfErrorMs: 0 })).toBe(false);
+  });
+
+  it('not for a request with no-cache, max-age or min-fresh', () => {
+    for (const req of ['no-cache', 'max-age=0', 'max-age=3600', 'min-fresh=1']) expect(allows(req), req).toBe(false);
+  });
+
+  it('the request\'s own stale-if-error permits it and bounds it, whatever else the request or the origin said', () => {
+    expect(allows('no-cache, stale-if-error=60')).toBe(true);
+    expect(allows('stale-if-error=60', { staleIfErrorMs: 0 })).toBe(true);
+    expect(allows('stale-if-error=10')).toBe(false);
+  });
+
+  it('a request max-stale permits it within its bound, and past it refuses even the origin\'s stale-if-error', () => {
+    expect(allows('max-stale')).toBe(true);
+    expect(allows('max-stale=25')).toBe(true);
+    expect(allows('max-stale=5')).toBe(false);
+    expect(allows('max-stale=5, stale-if-error=60')).toBe(true);
+  });
+
+  it('never when the response forbids stale', () => {
+    expect(allows('stale-if-error=60', { mustRevalidate: true })).toBe(false);
+    expect(allows('', { noCache: true })).toBe(false);
+  });
+});
+
+describe('max-stale (RFC 9111 §5.2.1.2)', () => {
+  // Stored with max-age=10; asked 30 s old (20 s stale).
+  const entry = { lifetimeMs: 10_000, staleIfErrorMs: 0, mustRevalidate: false, noCache: false };
+  const allows = (req: string, e: Partial<typeof entry> = {}, ageS = 30) => maxStaleAllows({ ...entry, ...e }, parseCacheControl(req), ageS * 1000);
+
+  it('takes staleness up to its value, any without one', () => {
+    expect(allows('max-stale')).toBe(true);
+    expect(allows('max-stale=20')).toBe(true);
+    expect(allows('max-stale=19')).toBe(false);
+    expect(allows('')).toBe(false);
+  });
+
+  it('not with request no-cache or min-fresh; a request max-age still bounds the age', () => {
+    expect(allows('max-stale, no-cache')).toBe(false);
+    expect(allows('max-stale, min-fresh=1')).toBe(false);
+    expect(allows('max-stale, max-age=30')).toBe(true);
+    expect(allows('max-stale, max-age=29')).toBe(false);
+  });
+
+  it('never for a response that forbids stale (must-revalidate, proxy-revalidate, s-maxage, no-cache)', () => {
+    expect(allows('max-stale', { mustRevalidate: true })).toBe(false);
+    expect(allows('max-stale', { noCache: true })).toBe(false);
+    // What the stored entry's flag is made of.
+    for (const cc of ['max-age=10, must-revalidate', 'max-age=10, proxy-revalidate', 's-maxage=10']) expect(check({ cacheControl: cc }).fresh.mustRevalidate, cc).toBe(true);
   });
 });
