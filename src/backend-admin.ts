@@ -1,6 +1,6 @@
 // The admin view of the backend table: /stats "backends", per-backend Prometheus series, and
 // the drain / up actions (POST /backends/drain, POST /backends/up).
-import type { GatewayConfig } from './config/config';
+import { normalizeBackendUrl, type GatewayConfig } from './config/config';
 import { BackendTable, CIRCUIT_NAMES, markUp, type BackendRows } from './shared/backend-table';
 import {
   BK_CIRCUIT,
@@ -138,8 +138,10 @@ export class BackendAdmin {
     } catch {
       return ['400 Bad Request', 'body must be JSON {"route":"default","backend":"http://host:port"}\n'];
     }
+    // Any spelling of the origin names it: "http://A:80/" finds the row shown as "http://a:80".
+    const name = typeof req.backend === 'string' ? normalizeBackendUrl(req.backend) : null;
     const matches = this.rows.filter(
-      (r) => (req.route === undefined || r.route === req.route) && (r.url === req.backend || r.origin === req.backend),
+      (r) => (req.route === undefined || r.route === req.route) && (r.url === req.backend || r.url === name),
     );
     if (matches.length === 0) return ['404 Not Found', `no backend ${JSON.stringify(req.backend)} in route ${JSON.stringify(req.route ?? '*')}\n`];
     for (const m of matches) {

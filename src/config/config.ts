@@ -13,7 +13,10 @@ export interface HostPort {
 }
 
 export interface Backend {
-  /** As written by the operator, for logs and metrics labels. */
+  /** The backend's name: scheme://host:port with a lower-case host and the port always written
+   * (`http://A:80/` and `http://a` are both `http://a:80`). Backend-table rows, health checks,
+   * /stats, /metrics labels and sticky/hash ids go by it, so two spellings of one origin are
+   * one backend, not two with split counts. */
   readonly url: string;
   /** scheme://host:port, what undici connects to. */
   readonly origin: string;
@@ -509,7 +512,25 @@ function parseBackend(value: unknown, field: string): Backend {
     else if (k === 'backup' && v === undefined) backup = true;
     else throw new ConfigError(field, `unknown backend option "${opt}" (allowed: weight=1..1000, backup)`);
   }
-  return { url: urlText, origin: url.origin, weight, backup };
+  return { url: backendName(url), origin: url.origin, weight, backup };
+}
+
+/** scheme://host:port of a parsed URL, default port written out: the one spelling of an origin. */
+function backendName(url: URL): string {
+  return `${url.protocol}//${url.hostname}:${url.port || (url.protocol === 'https:' ? '443' : '80')}`;
+}
+
+/** The name (see Backend.url) an operator's spelling of a backend stands for, e.g. in a
+ * POST /backends/drain body; null when it is not an http(s) origin. */
+export function normalizeBackendUrl(text: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return null;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return null;
+  return backendName(url);
 }
 
 function deepFreeze<T>(obj: T): T {

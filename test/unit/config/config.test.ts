@@ -201,8 +201,18 @@ describe('buildConfig: values', () => {
     expect(cfg.routes[0].backends).toEqual([
       { url: 'http://10.0.0.1:80', origin: 'http://10.0.0.1', weight: 3, backup: false },
       { url: 'https://b.example:8443', origin: 'https://b.example:8443', weight: 1, backup: true },
-      { url: 'http://c.example', origin: 'http://c.example', weight: 1, backup: false },
+      { url: 'http://c.example:80', origin: 'http://c.example', weight: 1, backup: false },
     ]);
+  });
+
+  it('names every spelling of one origin alike: trailing slash, host case, default port written or not', () => {
+    const urls = (upstream: string[]) => build({ upstream }).routes[0].backends.map((b) => b.url);
+    expect(urls(['http://a:1', 'http://a:1/', 'http://A:1', 'HTTP://a:1/'])).toEqual(Array(4).fill('http://a:1'));
+    expect(urls(['http://a', 'http://a:80', 'http://a:80/', 'http://A/'])).toEqual(Array(4).fill('http://a:80'));
+    expect(urls(['https://a', 'https://a:443/'])).toEqual(Array(2).fill('https://a:443'));
+    expect(urls(['http://[::1]:8080', 'http://[0:0::1]:8080/'])).toEqual(Array(2).fill('http://[::1]:8080'));
+    // Different ports, schemes or hosts stay different backends.
+    expect(new Set(urls(['http://a:80', 'http://a:81', 'https://a:80', 'http://b:80'])).size).toBe(4);
   });
 
   it('accepts a single upstream string (YAML scalar) and a trailing slash', () => {
