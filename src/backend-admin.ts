@@ -70,13 +70,8 @@ export class BackendAdmin {
           return;
         }
         seen.entries++;
-        // Listed as a primary and as a backup: a backup entry never serves (it is a candidate
-        // only when no primary is, and this primary shares its health), so it adds no weight.
-        if (seen.backup === b.backup) seen.weight += b.weight;
-        else if (seen.backup) {
-          seen.backup = false;
-          seen.weight = b.weight;
-        }
+        // A URL both primary and backup in one route is refused at load (src/config/config.ts).
+        seen.weight += b.weight;
       });
     });
   }

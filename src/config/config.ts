@@ -318,6 +318,7 @@ function buildRoute(input: unknown, field: string, defaults: RawSettings, index:
   const opt = (n: string) => get(n) as number;
   const list = get('upstream') as Backend[] | undefined;
   if (!list || list.length === 0) throw new ConfigError(prefix + 'upstream', 'at least one backend URL is needed');
+  checkBackupsApart(list, name, prefix + 'upstream');
   const lb = buildBalancing(get, prefix);
   checkHealthTiming(lb, r, defaults, prefix);
   return {
@@ -335,6 +336,18 @@ function buildRoute(input: unknown, field: string, defaults: RawSettings, index:
     upstreamClient: get('upstream-client') as 'lean' | 'undici',
     lb,
   };
+}
+
+/** A backup serves only when no primary may, and a URL that is also a primary shares that
+ * primary's row (health, ejection, circuit): whenever the backup entry could be picked, the
+ * primary is out too, so it never serves. Refused rather than letting the operator believe the
+ * route has a fallback. */
+function checkBackupsApart(list: readonly Backend[], route: string, field: string): void {
+  const primaries = new Set(list.filter((b) => !b.backup).map((b) => b.url));
+  const both = list.find((b) => b.backup && primaries.has(b.url));
+  if (both !== undefined) {
+    throw new ConfigError(field, `route "${route}" lists ${both.url} both as a primary and as a backup; a backup shares its primary's health, so it could never serve`);
+  }
 }
 
 /** An active check waits up to health-timeout for its answer, and the next one starts

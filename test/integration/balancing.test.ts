@@ -131,8 +131,6 @@ describe('admin view of a backend listed more than once', () => {
       'routes:',
       `  - { name: twice, path: /twice, upstream: [${a.url}, ${a.url}, ${b.url}] }`,
       `  - { name: weighted, path: /weighted, balance: weighted, upstream: ['${a.url} weight=2', '${a.url}', '${b.url}'] }`,
-      // Also a backup: that entry never serves (it shares the primary's health), so no weight.
-      `  - { name: shared, path: /shared, upstream: [${a.url}, '${a.url} weight=5 backup'] }`,
       // Two spellings of one origin are one backend, named by its scheme://host:port.
       `  - { name: spelled, path: /spelled, upstream: [${a.url}, '${a.url}/'] }`,
       '',
@@ -141,11 +139,11 @@ describe('admin view of a backend listed more than once', () => {
     writeFileSync(file, yaml);
     // One worker: round-robin and weighted are then exact.
     u = await startUgate(['--config', file], { workers: 1 });
-    for (const [path, n] of [['/twice', 30], ['/weighted', 8], ['/shared', 12], ['/spelled', 10]] as const) {
+    for (const [path, n] of [['/twice', 30], ['/weighted', 8], ['/spelled', 10]] as const) {
       expect((await load(u.url, n, { concurrency: 1, path: () => path })).failed).toBe(0);
     }
-    // What reached the backends: A 20 + 6 + 12 + 10, B 10 + 2.
-    expect(counts([a, b])).toEqual([48, 12]);
+    // What reached the backends: A 20 + 6 + 10, B 10 + 2.
+    expect(counts([a, b])).toEqual([36, 12]);
     const rows = await eventually(async () => {
       const s = await u!.stats();
       return s.backends.every((r) => r.inFlight === 0) && s.backends;
@@ -157,12 +155,11 @@ describe('admin view of a backend listed more than once', () => {
         { route: 'twice', url: b.url, backup: false, weight: 1, entries: 1, requests: 10 },
         { route: 'weighted', url: a.url, backup: false, weight: 3, entries: 2, requests: 6 },
         { route: 'weighted', url: b.url, backup: false, weight: 1, entries: 1, requests: 2 },
-        { route: 'shared', url: a.url, backup: false, weight: 1, entries: 2, requests: 12 },
         { route: 'spelled', url: a.url, backup: false, weight: 2, entries: 2, requests: 10 },
       ]),
     );
     // The rows add up to what the backends saw.
-    expect(rows.reduce((sum, r) => sum + r.requests, 0)).toBe(60);
+    expect(rows.reduce((sum, r) => sum + r.requests, 0)).toBe(48);
     const series = (await u.metrics()).split('\n').filter((l) => l.startsWith('ugate_backend_requests_total{'));
     expect(series.sort()).toEqual(
       [
@@ -170,7 +167,6 @@ describe('admin view of a backend listed more than once', () => {
         `ugate_backend_requests_total{route="twice",backend="${b.url}"} 10`,
         `ugate_backend_requests_total{route="weighted",backend="${a.url}"} 6`,
         `ugate_backend_requests_total{route="weighted",backend="${b.url}"} 2`,
-        `ugate_backend_requests_total{route="shared",backend="${a.url}"} 12`,
         `ugate_backend_requests_total{route="spelled",backend="${a.url}"} 10`,
       ].sort(),
     );

@@ -224,6 +224,15 @@ describe('bad operator input found by hardening: exit 2, the field named', () =>
     expect(expectOneLine(stderr)).toMatch(/^ugate: upstream: "http:\/\/127\.0\.0\.1:0" has port 0/);
   });
 
+  it('a URL that is both a primary and a backup of one route is refused (the backup could never serve)', async () => {
+    const { code, stdout, stderr } = await runCli([...base, '--upstream', 'http://127.0.0.1:1', '--upstream', 'http://127.0.0.1:2', '--upstream', 'http://127.0.0.1:1/ backup']);
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+    expect(expectOneLine(stderr)).toBe(
+      'ugate: upstream: route "default" lists http://127.0.0.1:1 both as a primary and as a backup; a backup shares its primary\'s health, so it could never serve',
+    );
+  });
+
   it('two routes with the same host and path are refused, naming both', async () => {
     const file = path.join(dir, 'dup.yaml');
     writeFileSync(file, ['routes:', '  - name: a', '    path: /api', '    upstream: http://127.0.0.1:1', '  - name: b', '    path: /api/', '    upstream: http://127.0.0.1:2', ''].join('\n'));

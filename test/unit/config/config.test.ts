@@ -263,6 +263,17 @@ describe('buildConfig: validation errors name the field and the bad value', () =
     expectFieldError(() => build({ upstream: [`${UP} backup=yes`] }), 'upstream', '"backup=yes"');
   });
 
+  it('a URL listed both as a primary and as a backup in one route (the backup could never serve)', () => {
+    expectFieldError(() => build({ upstream: [UP, `${UP}/ backup`] }), 'upstream', 'route "default"', `${UP} both as a primary and as a backup`);
+    expectFieldError(
+      () => build({ routes: [{ name: 'api', path: '/api', upstream: ['http://a:1 backup', 'http://b:1', 'http://A:1 weight=2'] }] }),
+      'routes[0].upstream', 'route "api"', 'http://a:1 both as a primary and as a backup',
+    );
+    // In two different routes, or as two backups, it is fine.
+    expect(build({ routes: [{ path: '/a', upstream: [UP] }, { path: '/b', upstream: ['http://b:1', `${UP} backup`] }] }).routes).toHaveLength(2);
+    expect(build({ upstream: ['http://b:1', `${UP} backup`, `${UP} backup`] }).routes[0].backends).toHaveLength(3);
+  });
+
   it('empty or non-string upstream', () => {
     expectFieldError(() => build({ upstream: [''] }), 'upstream', 'not a backend URL');
     expectFieldError(() => build({ upstream: [42] }), 'upstream', '42');
