@@ -33,6 +33,7 @@ export const ERRORS = [
   { code: 'UGATE_ERR_NO_BACKEND', status: 503, reason: 'no backend available', source: 'internal', retryable: false },
   { code: 'UGATE_ERR_UPSTREAM_CONNECT_TIMEOUT', status: 504, reason: 'upstream connect timed out', source: 'upstream', retryable: true },
   { code: 'UGATE_ERR_UPSTREAM_HEADERS_TIMEOUT', status: 504, reason: 'upstream did not send headers in time', source: 'upstream', retryable: false },
+  { code: 'UGATE_ERR_NOT_CACHED', status: 504, reason: 'not in the cache (only-if-cached)', source: 'client', retryable: false },
   { code: 'UGATE_ERR_INTERNAL', status: 500, reason: 'internal gateway error', source: 'internal', retryable: false },
 ] as const satisfies readonly ErrorSpec[];
 

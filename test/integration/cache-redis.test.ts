@@ -150,6 +150,28 @@ describe.skipIf(!HAS_REDIS)('L2 cache in Redis', () => {
     expect((await get(b, q)).xcache).toBe('MISS');
   });
 
+  it('only-if-cached: an entry in Redis answers it in the other process; nothing in L1 or Redis is a 504 without reaching the origin', async () => {
+    const q = '/r/oic?cc=max-age%3D60';
+    const oic = (u: Ugate, target: string) => request(u.url + target, { headers: { host: HOST, 'cache-control': 'only-if-cached' } });
+    const none = await oic(b, q);
+    expect(await none.body.text()).toContain('only-if-cached');
+    expect(none.statusCode).toBe(504);
+    expect(none.headers['x-ugate-error']).toBe('UGATE_ERR_NOT_CACHED');
+    expect(origin.hits('/r/oic')).toBe(0);
+    const first = await get(a, q);
+    const probe = new Redis(redis.url);
+    try {
+      await eventually(async () => (await probe.keys('ugate:c:*\n/r/oic*')).length === 1);
+    } finally {
+      probe.disconnect();
+    }
+    const hit = await oic(b, q);
+    expect(hit.statusCode).toBe(200);
+    expect(hit.headers['x-cache']).toBe('HIT');
+    expect(await hit.body.text()).toBe(first.body);
+    expect(origin.hits('/r/oic')).toBe(1);
+  });
+
   it('Vary variants are shared too', async () => {
     const q = '/r/vary?cc=max-age%3D60&vary=accept-language';
     const en = await request(a.url + q, { headers: { host: HOST, 'accept-language': 'en' } });

@@ -378,6 +378,26 @@ describe('stale', () => {
     expect(origin.hits(path)).toBe(3);
   });
 
+  it('only-if-cached: a stored response answers it (fresh, or stale within its max-stale); otherwise 504 UGATE_ERR_NOT_CACHED and the origin is never asked', async () => {
+    const path = p('onlyifcached');
+    const q = `${path}?cc=max-age%3D1`;
+    const miss = await get(q, { 'cache-control': 'only-if-cached' });
+    expect(miss.status).toBe(504);
+    expect(miss.headers.get('x-ugate-error')).toBe('UGATE_ERR_NOT_CACHED');
+    expect((await get(q, { 'cache-control': 'only-if-cached' }, u, 'HEAD')).status).toBe(504);
+    expect(origin.hits(path)).toBe(0);
+    const a = await get(q);
+    expect(a.xcache).toBe('MISS');
+    expect(await get(q, { 'cache-control': 'only-if-cached' })).toMatchObject({ status: 200, xcache: 'HIT', body: a.body });
+    expect(origin.hits(path)).toBe(1);
+    await sleep(1100);
+    // Stale: only with max-stale; without it, 504 rather than a trip upstream.
+    expect(await get(q, { 'cache-control': 'only-if-cached, max-stale' })).toMatchObject({ status: 200, xcache: 'STALE', body: a.body });
+    expect((await get(q, { 'cache-control': 'only-if-cached' })).status).toBe(504);
+    expect((await get(q, { 'cache-control': 'only-if-cached, no-cache' })).status).toBe(504);
+    expect(origin.hits(path)).toBe(1);
+  });
+
   it('max-stale never takes an entry whose response forbids serving it stale (must-revalidate, proxy-revalidate, s-maxage, no-cache)', async () => {
     const cases = ['max-age%3D1%2C%20must-revalidate', 'max-age%3D1%2C%20proxy-revalidate', 's-maxage%3D1', 'no-cache&etag=%22n%22'];
     const paths = cases.map((cc) => [p('maxstale-refused'), cc] as const);

@@ -103,6 +103,10 @@ export class WorkerCache {
         fill.resolveStaleFromL2(found);
         return;
       }
+      if (fill.request.onlyIfCached) {
+        this.notCachedAfterL2(fill);
+        return;
+      }
       // Not fresh for this request: the fill knows it (to fall back to on an origin error, and to
       // drop from L2 if the new answer may not be stored), and revalidates it if it can.
       fill.stale = found;
@@ -111,7 +115,18 @@ export class WorkerCache {
         pushValidators(x.headers, found);
       }
     }
+    if (fill.request.onlyIfCached) {
+      this.notCachedAfterL2(fill);
+      return;
+    }
     continueFrom(x, CACHE_RESUME);
+  }
+
+  /** An only-if-cached leader found nothing usable in L2 either: 504, without going upstream.
+   * Its waiters did not ask that: they look up again, and the first leads a fill of its own. */
+  private notCachedAfterL2(fill: CacheFill): void {
+    fill.leaderLeftBeforeUpstream();
+    respondError(fill.leader!, E.NOT_CACHED);
   }
 
   /** The full key of `x`'s request: primary key plus the values of the fields the resource varies on. */

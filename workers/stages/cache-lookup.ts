@@ -3,6 +3,7 @@
 //   fresh entry                    → served here (X-Cache: HIT, Age), or 304 for a matching validator
 //   stale, within s-w-r            → served (X-Cache: STALE), refreshed once in the background
 //   stale, within its max-stale    → served (X-Cache: STALE), not refreshed
+//   only-if-cached, none usable    → 504 UGATE_ERR_NOT_CACHED, never upstream (after L2, if any)
 //   a fill for this key in flight  → the request waits for it (coalesced); TAKEN
 //   otherwise                      → passes on as the leader of a new fill (X-Cache: MISS);
 //                                    a stale entry's validators go upstream (revalidation)
@@ -15,6 +16,8 @@ import { ageMs, serveEntry } from '../cache/serve';
 import type { Exchange } from '../exchange';
 import { TAKEN } from '../stage';
 import { dropConnectionNamed } from './upstream';
+import { E } from '../../src/shared/errors';
+import { respondError } from '../respond';
 
 /** Request fields the cache looks at; one reused object (the stage is synchronous). */
 const req = { cacheControl: null as string | null, pragma: null as string | null, authorization: false, range: false };
@@ -78,6 +81,15 @@ export function cacheLookup(x: Exchange): number {
       serveEntry(x, entry, 'STALE', now);
       return TAKEN;
     }
+  }
+  // only-if-cached (RFC 9111 §5.2.1.7): a stored response or 504, never the origin. An L1 entry
+  // that could not answer it is the newest copy there is; with no entry, L2 is still asked (the
+  // fill's leader then ends in notCachedAfterL2). It does not wait on a fill in flight either:
+  // that is a trip to the origin, whose failure would answer 502, not "not cached".
+  if (d.onlyIfCached && (entry !== undefined || cache.l2 === null || method === 'HEAD' || cache.inflight.has(key))) {
+    cache.stats.misses++;
+    respondError(x, E.NOT_CACHED);
+    return TAKEN;
   }
   const pending = cache.inflight.get(key);
   if (pending !== undefined) {
