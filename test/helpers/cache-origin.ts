@@ -2,6 +2,7 @@
 //   ?cc=<Cache-Control>  &etag=<tag>  &lm=<seconds ago>  &vary=<names>  &cookie=1
 //   &status=<code>  &size=<body bytes>  &delay=<ms>  &expires=<seconds from now | "bad">  &cl304=1
 //   &then=<Cache-Control from the path's second request on, 304s included> (the resource changed)
+//   &thensize=<body bytes from the path's second request on>  &chunked=1 (no Content-Length: 64 KiB chunks)
 // `down` holds paths answered 500 (or, with "reset", cut before any response).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { startOrigin, type Origin } from './origin';
@@ -48,9 +49,15 @@ export async function startCacheOrigin(): Promise<CacheOrigin> {
         res.end();
         return;
       }
-      const size = q.has('size') ? Number(q.get('size')) : 0;
+      const size = q.has('thensize') && n > 1 ? Number(q.get('thensize')) : q.has('size') ? Number(q.get('size')) : 0;
       const varied = q.has('vary') ? ` ${req.headers[q.get('vary')!.toLowerCase()] ?? '-'}` : '';
       const body = size > 0 ? Buffer.alloc(size, 97) : Buffer.from(`body ${n}${varied}`);
+      if (q.get('chunked') === '1' && req.method !== 'HEAD') {
+        res.writeHead(q.has('status') ? Number(q.get('status')) : 200, headers);
+        for (let i = 0; i < body.length; i += 65536) res.write(body.subarray(i, i + 65536));
+        res.end();
+        return;
+      }
       headers['content-length'] = String(body.length);
       res.writeHead(q.has('status') ? Number(q.get('status')) : 200, headers);
       res.end(req.method === 'HEAD' ? undefined : body);

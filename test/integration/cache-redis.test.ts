@@ -93,6 +93,29 @@ describe.skipIf(!HAS_REDIS)('L2 cache in Redis', () => {
     }
   });
 
+  it('a refetch whose chunked answer (no Content-Length) grows past --cache-max-entry drops the old entry from L1 and Redis', async () => {
+    const probe = new Redis(redis.url);
+    const inRedis = async (path: string) => (await probe.keys(`ugate:c:*\n${path}*`)).length;
+    try {
+      // The first answer is small; from the second on it is 1.1 MB, over a's 1mb --cache-max-entry.
+      const q = '/r/grow?cc=max-age%3D60&chunked=1&thensize=1100000';
+      expect(await get(a, q)).toMatchObject({ xcache: 'MISS', body: 'body 1' });
+      await eventually(async () => (await inRedis('/r/grow')) === 1);
+      const r = await request(a.url + q, { headers: { host: HOST, 'cache-control': 'no-cache' } });
+      expect((await r.body.arrayBuffer()).byteLength).toBe(1_100_000);
+      await eventually(async () => (await inRedis('/r/grow')) === 0);
+      // Neither a's L1 nor b (through Redis) serves the old copy: both go to the origin.
+      for (const u of [a, b]) {
+        const next = await request(u.url + q, { headers: { host: HOST } });
+        expect((await next.body.arrayBuffer()).byteLength).toBe(1_100_000);
+        expect(next.headers['x-cache']).toBe('MISS');
+      }
+      expect(origin.hits('/r/grow')).toBe(4);
+    } finally {
+      probe.disconnect();
+    }
+  });
+
   it('a stale entry in Redis (no validator) answers an origin error in the other process under stale-if-error', async () => {
     const q = '/r/sie?cc=max-age%3D1%2C%20stale-if-error%3D60';
     const first = await get(a, q);

@@ -106,7 +106,11 @@ export class CacheFill {
     if (!this.capturing) return;
     const end = this.received + chunk.length;
     if (end > this.cache.options.maxEntry || (this.expected >= 0 && end > this.expected)) {
-      // Too large to keep: the leader streams on uncached; waiters fetch for themselves.
+      // Too large to keep: the leader streams on uncached; waiters fetch for themselves. A chunked
+      // body (no Content-Length, so onHeaders could not tell) that outgrew --cache-max-entry is
+      // the resource now, and it may not be stored: the old copy goes too (L1 and L2), as when a
+      // Content-Length says so up front; left, it would be served again in place of the new one.
+      if (this.stale !== null && end > this.cache.options.maxEntry) this.dropEntry(this.stale);
       this.dropCapture();
       this.release();
       return;
