@@ -155,6 +155,47 @@ describe.skipIf(!HAS_REDIS)('L2 cache in Redis', () => {
     expect(m).toContain('ugate_cache_l2_hits_total 1');
   });
 
+  it('a fresh L2 hit answers each request coalesced on its lookup by that request\'s own directives', async () => {
+    // A long L2 timeout: Redis is held (SIGSTOP) while requests pile up on one lookup.
+    const c = await startUgate(['--upstream', origin.url, '--cache-size', '1mb', '--redis', redis.url, '--cache-l2-timeout', '10s'], { workers: 1 });
+    try {
+      const q = '/r/l2-waiters?cc=max-age%3D60&etag=%22w%22';
+      expect(await get(a, q)).toMatchObject({ xcache: 'MISS', body: 'body 1' });
+      const probe = new Redis(redis.url);
+      try {
+        await eventually(async () => (await probe.keys('ugate:c:*\n/r/l2-waiters*')).length === 1);
+      } finally {
+        probe.disconnect();
+      }
+      // Aged 2 s in Redis: a request max-age=1 may not have it.
+      await sleep(2100);
+      const ask = async (cc?: string) => {
+        const r = await request(c.url + q, { headers: cc === undefined ? { host: HOST } : { host: HOST, 'cache-control': cc } });
+        return { xcache: r.headers['x-cache'], body: await r.body.text() };
+      };
+      redis.proc.kill('SIGSTOP');
+      let plain: Promise<{ xcache: unknown; body: string }>;
+      let others: Promise<{ xcache: unknown; body: string }[]>;
+      try {
+        plain = ask();
+        await eventually(async () => /ugate_cache_misses_total 1\b/.test(await c.metrics()));
+        others = Promise.all([ask('no-cache'), ask('max-age=1'), ask('min-fresh=120'), ask()]);
+        await eventually(async () => /ugate_cache_coalesced_total 4\b/.test(await c.metrics()));
+      } finally {
+        redis.proc.kill('SIGCONT');
+      }
+      expect(await plain).toEqual({ xcache: 'HIT', body: 'body 1' });
+      const [noCache, maxAge, minFresh, plain2] = await others;
+      // The entry is fresh for the plain requests only; the others revalidate it (a 304: same body).
+      expect(plain2).toEqual({ xcache: 'HIT', body: 'body 1' });
+      for (const r of [noCache, maxAge, minFresh]) expect(r).toEqual({ xcache: 'REVALIDATED', body: 'body 1' });
+      // One revalidation for the three: the first leads it, the other two wait on it.
+      expect(origin.hits('/r/l2-waiters')).toBe(2);
+    } finally {
+      await c.stop();
+    }
+  });
+
   it('a stale entry in Redis answers a request with max-stale in the other process', async () => {
     const q = '/r/max-stale?cc=max-age%3D1';
     const first = await get(a, q);

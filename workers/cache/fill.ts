@@ -164,9 +164,24 @@ export class CacheFill {
 
   // ---- L2 (Redis) outcome, before the leader goes upstream ----
 
-  /** L2 had a usable entry: it answers the leader and the waiters. */
+  /** L2 had an entry fresh for the leader's request: it answers the leader, and each waiter
+   * whose own directives find it fresh (no-cache, max-age, min-fresh are that request's say, not
+   * the leader's). The others look up again: the entry is in L1 by then, so the lookup judges
+   * them as any L1 hit (stale-while-revalidate, max-stale, else the first revalidates it and the
+   * rest wait for that). */
   resolveFromL2(entry: CacheEntry): void {
-    if (!this.settled) this.settleWithEntry(entry, 'HIT', true);
+    if (this.settled) return;
+    this.finishSettle();
+    const now = Date.now();
+    const leader = this.leader!;
+    serveEntry(leader, entry, 'HIT', now, this.leaderHeaders ?? leader.headers);
+    for (const w of this.waiters) {
+      if (w.clientGone || w.phase === Phase.Done) continue;
+      if (this.cache.keyFor(w.headers, entry.primary) !== entry.key) continueFrom(w, CACHE_RESUME);
+      else if (this.cache.isFresh(entry, w.cacheDirectives ?? NO_DIRECTIVES, now)) serveEntry(w, entry, 'HIT', now);
+      else continueFrom(w, CACHE_LOOKUP);
+    }
+    this.waiters.length = 0;
   }
 
   /** L2 had a stale entry the leader's request takes (max-stale): it answers the leader only. The
