@@ -58,8 +58,10 @@ export class Exchange {
   /** Aborts the upstream request; set by undici's onConnect. */
   abortUpstream: ((err?: Error) => void) | null = null;
   dispatchOptions: Dispatcher.DispatchOptions | null = null;
-  /** Dispatches so far (1 + retries). */
+  /** Dispatches so far (1 + retries + redispatches); also tells a handler whether its attempt is current. */
   attempts = 0;
+  /** Of those, sent again by the cache (upstream.redispatch): not retries, so not counted against --retries. */
+  redispatches = 0;
   /** Backends already tried by this request (null until a retry). */
   tried: RuntimeBackend[] | null = null;
   /** The current attempt holds an in-flight slot in the backend table (released once). */

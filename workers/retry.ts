@@ -34,7 +34,8 @@ export function failAttempt(x: Exchange, errorId: number): boolean {
   const lb = x.route!.config.lb;
   const table = x.worker.backendTable;
   noteAttemptFailed(x);
-  if (!errorSpec(errorId).retryable || x.attempts > lb.retries || x.body !== null || !isIdempotent(x.method)) return false;
+  // A send the cache asked for (a 304 for another representation) used no retry.
+  if (!errorSpec(errorId).retryable || x.attempts - x.redispatches > lb.retries || x.body !== null || !isIdempotent(x.method)) return false;
   (x.tried ??= []).push(b);
   const next = pickBackend(x);
   if (next === null) return false;

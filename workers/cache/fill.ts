@@ -239,6 +239,9 @@ export class CacheFill {
       return;
     }
     this.requestTime = Date.now();
+    // No answer to the new send yet: an error before its head is the origin failing (every
+    // waiter gets it, as onError does for a first send), not a response cut after its head.
+    this.status = 0;
     redispatch(leader, withoutConditionals(leader.headers));
   }
 

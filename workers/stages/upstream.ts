@@ -54,6 +54,7 @@ export function dispatchAttempt(x: Exchange): void {
 export function redispatch(x: Exchange, headers: string[]): void {
   releaseBackend(x);
   x.abortUpstream = null;
+  x.redispatches++;
   x.headers = headers;
   x.dispatchOptions = { ...x.dispatchOptions!, headers };
   dispatchAttempt(x);
