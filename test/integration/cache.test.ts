@@ -263,6 +263,27 @@ describe('HEAD and unsafe methods', () => {
     expect(b.xcache).toBe('MISS');
     expect(origin.hits(path)).toBe(2);
   });
+
+  it('a refetch whose answer fits --cache-max-entry but not --cache-size (with its fields) drops the old entry', async () => {
+    // 2 KB of store, 2000 bytes of body allowed: the body fits the limit, the entry (fields,
+    // key and overhead counted) does not fit the store.
+    const tight = await startUgate(['--upstream', origin.url, '--cache-size', '2kb', '--cache-max-entry', '2kb'], { workers: 1 });
+    try {
+      const path = p('no-room');
+      const q = `${path}?cc=max-age%3D60&thensize=2000`;
+      expect(await get(q, {}, tight)).toMatchObject({ xcache: 'MISS', body: 'body 1' });
+      expect((await get(q, {}, tight)).xcache).toBe('HIT');
+      const refetched = await get(q, { 'cache-control': 'no-cache' }, tight);
+      expect(refetched.body.length).toBe(2000);
+      // The old copy is outdated: it must not answer the next request.
+      const next = await get(q, {}, tight);
+      expect(next.xcache).toBe('MISS');
+      expect(next.body.length).toBe(2000);
+      expect(origin.hits(path)).toBe(3);
+    } finally {
+      await tight.stop();
+    }
+  });
 });
 
 describe('conditional requests', () => {

@@ -132,6 +132,10 @@ export class CacheFill {
     this.dropCapture();
     const entry = this.buildEntry(body);
     if (!this.cache.store.set(entry)) {
+      // Within --cache-max-entry but, fields and key counted, larger than the whole store: the
+      // new answer cannot be kept, and the old copy is outdated by it (L1 and L2, as when the
+      // answer may not be stored at all), or it is served on in place of the new resource.
+      if (this.stale !== null) this.dropEntry(this.stale);
       this.release();
       return;
     }
