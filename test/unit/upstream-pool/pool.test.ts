@@ -132,6 +132,37 @@ describe('Http1Pool: unsolicited bytes after a complete response', () => {
     ]);
   });
 
+  it('a reset arriving while the handler holds a complete response: the response is still delivered whole, not failed', async () => {
+    let first: Socket | null = null;
+    let sawB!: () => void;
+    const bArrived = new Promise<void>((r) => (sawB = r));
+    const backend = await rawBackend((path, sock) => {
+      if (path === '/a') {
+        first = sock;
+        sock.write(ok('a'.repeat(100)));
+      } else {
+        sawB();
+        sock.write(ok(`real ${path}`));
+      }
+    });
+    const p = pool(backend.port);
+    cleanup.push(backend.close, () => p.close());
+    const a = collect({ pauseAtEnd: 100 });
+    p.dispatch(get('/a'), a.handler);
+    await a.atEnd;
+    const b = collect();
+    p.dispatch(get('/b'), b.handler); // queued: one connection, held by /a
+    // A backend closing the connection abortively (RST) while ugate's client is slow: every
+    // byte of /a had been read. /b reaching the backend on a new connection shows the pool has
+    // seen the reset and forgotten the connection.
+    first!.resetAndDestroy();
+    await bArrived;
+    a.resume();
+    expect(await a.done).toEqual({ status: 200, body: 'a'.repeat(100), error: null });
+    expect(await b.done).toEqual({ status: 200, body: 'real /b', error: null });
+    expect(backend.seen.map((s) => s.conn)).toEqual([1, 2]);
+  });
+
   it('a chunked response whose end was read but held while its handler paused: not followed on that connection, since bytes may wait unread', async () => {
     let first: Socket | null = null;
     const backend = await rawBackend((path, sock) => {
