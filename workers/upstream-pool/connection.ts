@@ -471,7 +471,9 @@ export class Connection implements ResponseSink {
   }
 
   private markDropping(): void {
-    if (this.dropsAtTurn) return;
+    // A destroyed socket is on its way out of the pool (forget() on 'close', maybe already):
+    // counted as leaving now, it would never be uncounted.
+    if (this.dropsAtTurn || this.socket.destroyed) return;
     this.dropsAtTurn = true;
     this.pool.dropping();
   }
