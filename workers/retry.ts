@@ -12,6 +12,7 @@ import { errorSpec } from '../src/shared/errors';
 import type { Exchange } from './exchange';
 import { isIdempotent } from './http-fields';
 import { pickBackend } from './stages/balance';
+import { route, routedBeforeReload } from './stages/route';
 import { dispatchAttempt, releaseBackend } from './stages/upstream';
 
 /** Feed passive health: the backend answered with `status` (called once per attempt). */
@@ -37,6 +38,7 @@ export function failAttempt(x: Exchange, errorId: number): boolean {
   // A send the cache asked for (a 304 for another representation) used no retry.
   if (!errorSpec(errorId).retryable || x.attempts - x.redispatches > lb.retries || x.body !== null || !isIdempotent(x.method)) return false;
   (x.tried ??= []).push(b);
+  if (routedBeforeReload(x) && !rerouteAfterReload(x)) return false;
   const next = pickBackend(x);
   if (next === null) return false;
   if (!x.worker.retryBudget.tryRetry(performance.now(), lb.retryBudgetPercent)) return false;
@@ -48,3 +50,13 @@ export function failAttempt(x: Exchange, errorId: number): boolean {
   return true;
 }
 
+/** A reload came while the attempt was in flight: the other backends of the old route may be
+ * gone, their pools closed (a retry there was a 502), so the retry picks among the new config's
+ * backends for this request. Those it already failed on stay excluded: a backend kept by the
+ * reload keeps its backend-table row. False when no route of the new config takes it. */
+function rerouteAfterReload(x: Exchange): boolean {
+  if (route(x) !== 0) return false;
+  const failed = x.tried!;
+  x.tried = x.route!.backends.filter((n) => failed.some((old) => old.row === n.row));
+  return true;
+}

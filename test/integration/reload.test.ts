@@ -16,7 +16,9 @@ let h: Ugate | null = null;
 let dup: Ugate | null = null;
 let tel: Ugate | null = null;
 let cached: Ugate | null = null;
+let retried: Ugate | null = null;
 afterAll(async () => {
+  await retried?.stop();
   await u?.stop();
   await h?.stop();
   await dup?.stop();
@@ -247,5 +249,26 @@ describe('SIGHUP reload and the cache', () => {
     expect(await leader).toEqual([200, 'old']);
     expect(await waiter).toEqual([200, 'new']);
     expect(old.seen.length).toBe(1);
+  });
+});
+
+describe('SIGHUP reload and retries', () => {
+  it('a request whose backend fails after a reload is retried on the new config\'s backends, not on a pool the reload closed', async () => {
+    // A takes the request, then resets the connection before any response head; by then a
+    // reload has replaced B (whose pool it closed) with C. The retry must go to C.
+    const a = await startOrigin((req) => setTimeout(() => req.socket.destroy(), 800));
+    const b = await origin();
+    const c = await startOrigin((_req, res) => res.end('c'));
+    started.push(a, c);
+    const list = (...os: Origin[]) => `upstream:\n${os.map((o) => `  - ${o.url}\n`).join('')}max-fails: 0\n`;
+    const file = configFile(list(a, b));
+    retried = await startUgate(['--config', file], { workers: 1 });
+    // Round robin starts at the first backend: A.
+    const inFlight = fetch(retried.url + '/item').then(async (r) => [r.status, await r.text()]);
+    await eventually(() => a.seen.length === 1);
+    await reloadWith(retried, file, list(a, c), 1);
+    expect(await inFlight).toEqual([200, 'c']);
+    expect(b.seen.length).toBe(0);
+    expect(c.seen.length).toBe(1);
   });
 });
