@@ -10,6 +10,10 @@ import { log } from './log';
 import { BackendTable, type BackendRows } from './shared/backend-table';
 import { BK_EJECTED_UNTIL, BK_HEALTHY } from './shared/layout';
 
+/** Body bytes a check reads at most: a health answer is a few bytes; more is a wrong path or
+ * a hostile backend. */
+const HEALTH_BODY_LIMIT = 1024 * 1024;
+
 interface Target {
   readonly route: string;
   readonly url: string;
@@ -111,7 +115,15 @@ export class HealthChecker {
         signal: AbortSignal.timeout(timeout),
         headers: { 'user-agent': 'ugate-health-check' },
       });
-      await res.body.dump();
+      // The whole answer, not just its head: a backend that sends 200 and then stalls, trickles or
+      // is cut off mid-body is not healthy (dump() would have passed it at the timeout, or after
+      // 128 KiB of an endless body). Read and dropped, so the body costs no memory; past
+      // HEALTH_BODY_LIMIT the check fails at once rather than read a flood until the timeout.
+      let bytes = 0;
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        bytes += chunk.length;
+        if (bytes > HEALTH_BODY_LIMIT) return false;
+      }
       return res.statusCode >= 200 && res.statusCode < 400;
     } catch {
       return false;
