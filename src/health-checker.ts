@@ -4,7 +4,7 @@
 // workers through the backend table's healthy slot, which the balance stage reads on every
 // request, so a backend marked down gets no new request from the next request on.
 // A reload builds a new checker from the old one (see the constructor): state carries over.
-import { Agent, request } from 'undici';
+import { Client } from 'undici';
 import type { BalancingConfig, GatewayConfig } from './config/config';
 import { log } from './log';
 import { BackendTable, type BackendRows } from './shared/backend-table';
@@ -19,7 +19,10 @@ interface Target {
   readonly url: string;
   readonly origin: string;
   readonly row: number;
+  readonly path: string;
   readonly lb: BalancingConfig;
+  /** The client of the check in flight, destroyed when it ends (or by stop()). */
+  client: Client | null;
   up: boolean;
   passes: number;
   fails: number;
@@ -28,21 +31,19 @@ interface Target {
 
 export class HealthChecker {
   private readonly targets: Target[] = [];
-  // A fresh connection per check (reset: true): a check must see a backend that stopped
-  // accepting, not a keep-alive socket that happens to survive.
-  private readonly agent = new Agent({ connections: 4 });
   private stopped = false;
 
   /** `previous`: the checker of the config being replaced by a reload (already stopped). */
   constructor(config: GatewayConfig, private readonly table: BackendTable, rows: BackendRows, previous: HealthChecker | null = null) {
     const before = new Map(previous?.targets.map((t) => [t.row, t]));
     config.routes.forEach((r, ri) => {
-      if (r.lb.healthPath === null) return;
+      const path = r.lb.healthPath;
+      if (path === null) return;
       r.backends.forEach((b, bi) => {
         const row = table.row(rows[ri][bi]);
         // A URL the route lists twice is one row (src/backend-rows.ts): one verdict, one check.
         if (this.targets.some((t) => t.row === row)) return;
-        const t: Target = { route: r.name, url: b.url, origin: b.origin, row, lb: r.lb, up: true, passes: 0, fails: 0, timer: null };
+        const t: Target = { route: r.name, url: b.url, origin: b.origin, row, path, lb: r.lb, client: null, up: true, passes: 0, fails: 0, timer: null };
         const old = before.get(t.row);
         before.delete(t.row);
         // Same backend, same question: keep the verdict and the counts. Starting "up" again would
@@ -70,7 +71,7 @@ export class HealthChecker {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.targets) if (t.timer) clearTimeout(t.timer);
-    await this.agent.close().catch(() => {});
+    await Promise.all(this.targets.map((t) => t.client?.destroy().catch(() => {})));
   }
 
   private schedule(t: Target, delay: number): void {
@@ -104,17 +105,16 @@ export class HealthChecker {
   }
 
   private async probe(t: Target): Promise<boolean> {
-    const timeout = t.lb.healthTimeoutMs;
+    // A fresh connection per check (a client of its own, reset: true): a check must see a backend
+    // that stopped accepting, not a keep-alive socket that happens to survive. Timed out by
+    // destroying that client, not by an abort signal: an aborted request made undici's pool open
+    // a second, empty connection to the backend at once, an extra socket per failed check to a
+    // backend already too slow to answer (and left idle there up to its keep-alive timeout).
+    const client = new Client(t.origin, { pipelining: 1 });
+    t.client = client;
+    const timer = setTimeout(() => void client.destroy().catch(() => {}), t.lb.healthTimeoutMs);
     try {
-      const res = await request(t.origin + t.lb.healthPath, {
-        method: 'GET',
-        dispatcher: this.agent,
-        reset: true,
-        headersTimeout: timeout,
-        bodyTimeout: timeout,
-        signal: AbortSignal.timeout(timeout),
-        headers: { 'user-agent': 'ugate-health-check' },
-      });
+      const res = await client.request({ path: t.path, method: 'GET', reset: true, headers: { 'user-agent': 'ugate-health-check' } });
       // The whole answer, not just its head: a backend that sends 200 and then stalls, trickles or
       // is cut off mid-body is not healthy (dump() would have passed it at the timeout, or after
       // 128 KiB of an endless body). Read and dropped, so the body costs no memory; past
@@ -127,6 +127,10 @@ export class HealthChecker {
       return res.statusCode >= 200 && res.statusCode < 400;
     } catch {
       return false;
+    } finally {
+      clearTimeout(timer);
+      t.client = null;
+      void client.destroy().catch(() => {});
     }
   }
 }

@@ -27,15 +27,17 @@ interface Conn {
 /** A raw backend answering every request head with `answer`; records each connection. */
 async function backend(answer: (sock: Socket) => void) {
   const conns: Conn[] = [];
+  let maxOpen = 0;
   const o = await startRawOrigin((sock) => {
     const c: Conn = { received: '', closed: false };
     conns.push(c);
+    maxOpen = Math.max(maxOpen, conns.filter((x) => !x.closed).length);
     sock.on('data', (d: Buffer) => (c.received += d.toString('latin1')));
     sock.once('close', () => (c.closed = true));
     onRequestHeads(sock, () => answer(sock));
   });
   started.push(o);
-  return { url: o.url, conns, open: () => conns.filter((c) => !c.closed).length };
+  return { url: o.url, conns, open: () => conns.filter((c) => !c.closed).length, maxOpen: () => maxOpen };
 }
 
 /** Writes `chunk` every `everyMs` until the checker goes away. */
@@ -107,5 +109,23 @@ describe('active health checks', () => {
     await eventually(() => all.every((b) => b.conns.length >= 3), 3000);
     for (const b of all) expect(await healthy(b.url)).toBe(true);
     expect(u.output()).not.toContain('is down');
+  });
+
+  it('a backend that never answers gets one connection per check, closed at health-timeout, never two at once', async () => {
+    const silent = await backend(() => {});
+    const t0 = Date.now();
+    u = await startUgate(['--upstream', silent.url, ...TIMING]);
+    await eventually(async () => !(await healthy(silent.url)), 3000);
+    await sleep(2000);
+    const elapsed = Date.now() - t0;
+    await u.stop();
+    u = null;
+    // Each check: 150 ms timeout, then 300 ms to the next. An aborted request used to make
+    // undici's pool open a second, empty connection (sometimes left idle for its 4 s keep-alive).
+    const empty = silent.conns.filter((c) => !c.received.startsWith('GET /h HTTP/1.1')).length;
+    expect(empty).toBe(0);
+    expect(silent.maxOpen()).toBe(1);
+    expect(silent.conns.length).toBeGreaterThanOrEqual(4);
+    expect(silent.conns.length).toBeLessThanOrEqual(Math.ceil(elapsed / 450) + 1);
   });
 });
