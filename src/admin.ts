@@ -95,7 +95,10 @@ function readBody(res: uWS.HttpResponse, send: Send, done: (body: string, open: 
     size += chunk.byteLength;
     if (size > 64 * 1024) {
       closed = true;
-      send(res, '413 Payload Too Large', 'application/json', JSON.stringify({ error: 'body larger than 64 KiB' }) + '\n');
+      // Closing with the answer: once uWS has answered before the body ended and then read the
+      // rest, it no longer times the connection out, so an idle client kept it forever.
+      const text = JSON.stringify({ error: 'body larger than 64 KiB' }) + '\n';
+      res.cork(() => res.writeStatus('413 Payload Too Large').writeHeader('content-type', 'application/json').writeHeader('cache-control', 'no-store').end(text, true));
       return;
     }
     parts.push(Buffer.from(chunk.slice(0)));

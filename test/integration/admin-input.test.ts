@@ -96,4 +96,21 @@ describe('admin API: bad input gets a status with a reason', () => {
     for (const r of responses.slice(0, -1)) expect(r.endsWith('\r\n\r\n')).toBe(true);
     expect(responses[4].endsWith('\r\n\r\nok\n')).toBe(true);
   });
+
+  it('a body above 64 KiB: 413 and the connection closed, not kept open with no timeout', async () => {
+    const started = Date.now();
+    const { got, closedAfter } = await new Promise<{ got: string; closedAfter: number }>((resolve) => {
+      const sock = connect(u.adminPort, '127.0.0.1');
+      let text = '';
+      const timer = setTimeout(() => (sock.destroy(), resolve({ got: text, closedAfter: -1 })), 15_000);
+      sock.setEncoding('latin1');
+      sock.on('data', (d: string) => (text += d));
+      sock.on('error', () => {}); // a reset while still sending: the answer is what counts
+      sock.on('close', () => (clearTimeout(timer), resolve({ got: text, closedAfter: Date.now() - started })));
+      sock.on('connect', () => sock.write(Buffer.concat([Buffer.from('POST /backends/drain HTTP/1.1\r\nHost: a\r\nContent-Length: 200000\r\n\r\n'), Buffer.alloc(200_000, 0x78)])));
+    });
+    expect(got.slice(0, 12)).toBe('HTTP/1.1 413');
+    expect(closedAfter).toBeGreaterThanOrEqual(0);
+    expect(closedAfter).toBeLessThan(5000);
+  }, 20_000);
 });
