@@ -13,32 +13,55 @@ export interface AdminServer {
 
 export function startAdmin(address: HostPort, supervisor: Supervisor, agg: TelemetryAggregate, startedAt: number, backends?: BackendAdmin): Promise<AdminServer> {
   const app = uWS.App();
-  const send = (res: uWS.HttpResponse, status: string, type: string, body: string): void => {
-    res.cork(() => res.writeStatus(status).writeHeader('content-type', type).writeHeader('cache-control', 'no-store').end(body));
+  const send: Send = (res, status, type, body, head = false, extra = {}) => {
+    res.cork(() => {
+      const r = res.writeStatus(status).writeHeader('content-type', type).writeHeader('cache-control', 'no-store');
+      for (const [k, v] of Object.entries(extra)) r.writeHeader(k, v);
+      // HEAD: the headers (Content-Length of the GET body included), no body. This uWS build
+      // writes the body after a HEAD's headers on end(body) (the next response on the
+      // connection then starts inside it), and endWithoutBody(length) aborts the process.
+      if (head) r.writeHeader('content-length', String(Buffer.byteLength(body))).endWithoutBody();
+      else r.end(body);
+    });
   };
-  app.get('/health', (res) => send(res, '200 OK', 'text/plain', 'ok\n'));
-  app.get('/ready', (res) => {
-    if (supervisor.ready) send(res, '200 OK', 'text/plain', 'ready\n');
-    else send(res, '503 Service Unavailable', 'text/plain', `not ready: workers ${supervisor.phases.join(',')}\n`);
-  });
-  app.get('/metrics', (res) => send(res, '200 OK', 'text/plain; version=0.0.4', prometheusText(agg, supervisor.phases) + (backends?.prometheus() ?? '')));
-  app.get('/stats', (res) => {
-    const stats = statsJson(agg, supervisor.phases, startedAt);
-    const body = backends ? { ...stats, backends: backends.backends(), retries: backends.retriesTotal() } : stats;
-    send(res, '200 OK', 'application/json', JSON.stringify(body, null, 2) + '\n');
-  });
+  // Each endpoint and its methods, so a known path asked with another method is a 405 naming
+  // them (Allow), not a 404 that reads as "no such endpoint". HEAD answers like GET without
+  // the body: load balancers and uptime probes often check /health that way.
+  const gets: Record<string, (res: uWS.HttpResponse, head: boolean) => void> = {
+    '/health': (res, head) => send(res, '200 OK', 'text/plain', 'ok\n', head),
+    '/ready': (res, head) => {
+      if (supervisor.ready) send(res, '200 OK', 'text/plain', 'ready\n', head);
+      else send(res, '503 Service Unavailable', 'text/plain', `not ready: workers ${supervisor.phases.join(',')}\n`, head);
+    },
+    '/metrics': (res, head) => send(res, '200 OK', 'text/plain; version=0.0.4', prometheusText(agg, supervisor.phases) + (backends?.prometheus() ?? ''), head),
+    '/stats': (res, head) => {
+      const stats = statsJson(agg, supervisor.phases, startedAt);
+      const body = backends ? { ...stats, backends: backends.backends(), retries: backends.retriesTotal() } : stats;
+      send(res, '200 OK', 'application/json', JSON.stringify(body, null, 2) + '\n', head);
+    },
+  };
+  for (const [path, handler] of Object.entries(gets)) {
+    app.get(path, (res) => handler(res, false));
+    app.head(path, (res) => handler(res, true));
+    app.any(path, (res, req) => notAllowed(res, req, 'GET, HEAD', send));
+  }
+  const posts: Record<string, (res: uWS.HttpResponse) => void> = {
+    '/cache/purge': (res) => cachePurge(res, supervisor, send),
+  };
   if (backends) {
     for (const action of ['drain', 'up'] as const) {
-      app.post(`/backends/${action}`, (res) =>
+      posts[`/backends/${action}`] = (res) =>
         readBody(res, send, (body) => {
           const [status, text] = backends.act(action, body);
           send(res, status, 'application/json', text);
-        }),
-      );
+        });
     }
   }
-  app.post('/cache/purge', (res) => cachePurge(res, supervisor, send));
-  app.any('/*', (res) => send(res, '404 Not Found', 'text/plain', 'admin endpoints: /health /ready /metrics /stats, POST /backends/drain /backends/up /cache/purge\n'));
+  for (const [path, handler] of Object.entries(posts)) {
+    app.post(path, handler);
+    app.any(path, (res, req) => notAllowed(res, req, 'POST', send));
+  }
+  app.any('/*', (res, req) => send(res, '404 Not Found', 'text/plain', `admin endpoints: ${ENDPOINTS}\n`, req.getMethod() === 'head'));
   return new Promise((resolve, reject) => {
     app.listen(address.host, address.port, (socket) => {
       if (!socket) return reject(new Error(`admin: cannot listen on ${address.host}:${address.port}`));
@@ -50,7 +73,15 @@ export function startAdmin(address: HostPort, supervisor: Supervisor, agg: Telem
   });
 }
 
-type Send = (res: uWS.HttpResponse, status: string, type: string, body: string) => void;
+type Send = (res: uWS.HttpResponse, status: string, type: string, body: string, head?: boolean, extra?: Record<string, string>) => void;
+
+const ENDPOINTS = '/health /ready /metrics /stats, POST /backends/drain /backends/up /cache/purge';
+
+function notAllowed(res: uWS.HttpResponse, req: uWS.HttpRequest, allow: string, send: Send): void {
+  const method = req.getCaseSensitiveMethod();
+  send(res, '405 Method Not Allowed', 'application/json', JSON.stringify({ error: `${method} not allowed (allow: ${allow})` }) + '\n', req.getMethod() === 'head', { allow });
+}
+
 
 /** Collect a small request body (admin only): 413 above 64 KiB. `done` gets the text and a
  * check telling whether the response may still be written (the client may leave meanwhile). */
@@ -64,7 +95,10 @@ function readBody(res: uWS.HttpResponse, send: Send, done: (body: string, open: 
     size += chunk.byteLength;
     if (size > 64 * 1024) {
       closed = true;
-      send(res, '413 Payload Too Large', 'text/plain', 'body too large\n');
+      // Closing with the answer: once uWS has answered before the body ended and then read the
+      // rest, it no longer times the connection out, so an idle client kept it forever.
+      const text = JSON.stringify({ error: 'body larger than 64 KiB' }) + '\n';
+      res.cork(() => res.writeStatus('413 Payload Too Large').writeHeader('content-type', 'application/json').writeHeader('cache-control', 'no-store').end(text, true));
       return;
     }
     parts.push(Buffer.from(chunk.slice(0)));

@@ -127,18 +127,25 @@ export class BackendAdmin {
 
   /** POST /backends/drain and /backends/up. Returns [status line, body]. */
   act(action: 'drain' | 'up', body: string): [string, string] {
+    const bad = (status: string, error: string): [string, string] => [status, JSON.stringify({ error }) + '\n'];
+    const usage = 'body must be JSON {"route":"default","backend":"http://host:port"} ("route" optional)';
     let req: { route?: unknown; backend?: unknown };
     try {
       req = JSON.parse(body) as typeof req;
     } catch {
-      return ['400 Bad Request', 'body must be JSON {"route":"default","backend":"http://host:port"}\n'];
+      return bad('400 Bad Request', usage);
     }
+    // JSON.parse accepts null, numbers, strings and arrays too: reading a field of null threw
+    // in the uWS callback and took the whole process down.
+    if (typeof req !== 'object' || req === null || Array.isArray(req)) return bad('400 Bad Request', `${usage}, not ${JSON.stringify(req)}`);
+    if (typeof req.backend !== 'string') return bad('400 Bad Request', `backend: ${JSON.stringify(req.backend ?? null)} is not a string; ${usage}`);
+    if (req.route !== undefined && typeof req.route !== 'string') return bad('400 Bad Request', `route: ${JSON.stringify(req.route)} is not a string; ${usage}`);
     // Any spelling of the origin names it: "http://A:80/" finds the row shown as "http://a:80".
-    const name = typeof req.backend === 'string' ? normalizeBackendUrl(req.backend) : null;
+    const name = normalizeBackendUrl(req.backend);
     const matches = this.rows.filter(
       (r) => (req.route === undefined || r.route === req.route) && (r.url === req.backend || r.url === name),
     );
-    if (matches.length === 0) return ['404 Not Found', `no backend ${JSON.stringify(req.backend)} in route ${JSON.stringify(req.route ?? '*')}\n`];
+    if (matches.length === 0) return bad('404 Not Found', `no backend ${JSON.stringify(req.backend)} in route ${JSON.stringify(req.route ?? '*')}`);
     for (const m of matches) {
       if (action === 'drain') Atomics.store(this.table.i32, m.row + BK_DRAINED, 1);
       else markUp(this.table.i32, m.row);

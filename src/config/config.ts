@@ -297,7 +297,9 @@ function buildRoute(input: unknown, field: string, defaults: RawSettings, index:
     if (!OPTION_BY_NAME.get(key)?.perRoute) throw new ConfigError(`${field}.${key}`, 'unknown route key (allowed: name, host, path, upstream and the per-route settings in --help)');
   }
   const path = r.path === undefined ? '/' : r.path;
-  if (typeof path !== 'string' || !path.startsWith('/') || /[?#\s]/.test(path)) {
+  // Control characters (NUL included) and spaces never occur in a request-target, so such a
+  // route could never match: refused rather than left silently dead.
+  if (typeof path !== 'string' || !path.startsWith('/') || /[?#\s\x00-\x1f\x7f]/.test(path)) {
     throw new ConfigError(`${field}.path`, `${JSON.stringify(path)} must be a path prefix starting with "/"`);
   }
   let host: string | null = null;

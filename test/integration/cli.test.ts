@@ -131,6 +131,17 @@ describe('ugate --check', () => {
     expect(expectOneLine(stderr)).toContain('routes[0].headers-timeout: "soon" is not a duration');
   });
 
+  it('a route path with a control character (NUL, \\x01) exits 2 naming routes[i].path; it could never match', async () => {
+    for (const esc of ['\\0', '\\x01', '\\x7f']) {
+      const file = path.join(dir, 'ctl-path.yaml');
+      writeFileSync(file, `upstream: http://127.0.0.1:7001\nroutes:\n  - path: "/a${esc}b"\n    upstream: http://127.0.0.1:7002\n`);
+      const { code, stdout, stderr } = await runCli(['--check', '--config', file]);
+      expect(stdout).toBe('');
+      expect(code).toBe(2);
+      expect(expectOneLine(stderr)).toMatch(/^ugate: routes\[0\]\.path: "\/a(\\u0000|\\u0001|\x7f)b" must be a path prefix/);
+    }
+  });
+
   it('is a command-line flag only: refused as a YAML key', async () => {
     const file = path.join(dir, 'key.yaml');
     writeFileSync(file, 'check: true\nupstream: http://127.0.0.1:7001\n');
