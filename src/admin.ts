@@ -2,6 +2,7 @@
 import uWS from 'uWebSockets.js';
 import type { HostPort } from './config/config';
 import type { BackendAdmin } from './backend-admin';
+import { log } from './log';
 import { prometheusText, statsJson } from './metrics';
 import type { Supervisor } from './supervisor';
 import type { TelemetryAggregate } from './telemetry';
@@ -102,7 +103,21 @@ function readBody(res: uWS.HttpResponse, send: Send, done: (body: string, open: 
       return;
     }
     parts.push(Buffer.from(chunk.slice(0)));
-    if (isLast) done(Buffer.concat(parts).toString('utf8'), () => !closed);
+    if (!isLast) return;
+    try {
+      done(Buffer.concat(parts).toString('utf8'), () => !closed);
+    } catch (err) {
+      // The admin API runs on the main thread: a bug in a handler must cost this request a 500,
+      // not the whole gateway (a JSON body of null once did).
+      log('error', `admin: ${(err as Error).stack ?? err}`);
+      if (closed) return;
+      closed = true;
+      try {
+        send(res, '500 Internal Server Error', 'application/json', JSON.stringify({ error: 'internal error (see the log)' }) + '\n');
+      } catch {
+        // Answered already, before the throw.
+      }
+    }
   });
 }
 
