@@ -102,6 +102,13 @@ export interface CacheConfig {
   readonly l2TimeoutMs: number;
 }
 
+/** A route's host: DNS labels (letters, digits, inner hyphens, 1-63 each) joined by single dots,
+ * optionally behind "*." for subdomains. Empty labels ("...", "a..b") could never match a Host. */
+const ROUTE_HOST = /^(\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+/** Longest health-path: it goes in every check's request line; longer is a mistake, and backends
+ * refuse long request lines anyway (nginx's default is 8 KB for the whole line). */
+const MAX_HEALTH_PATH = 2048;
+
 /** Raw settings keyed by option name, before validation. */
 export type RawSettings = Record<string, unknown>;
 
@@ -304,7 +311,7 @@ function buildRoute(input: unknown, field: string, defaults: RawSettings, index:
   }
   let host: string | null = null;
   if (r.host !== undefined && r.host !== null) {
-    if (typeof r.host !== 'string' || !/^(\*\.)?[a-z0-9.-]+$/i.test(r.host)) {
+    if (typeof r.host !== 'string' || r.host.length > 253 || !ROUTE_HOST.test(r.host)) {
       throw new ConfigError(`${field}.host`, `${JSON.stringify(r.host)} must be a host name such as api.example.com or *.example.com`);
     }
     host = r.host.toLowerCase();
@@ -385,8 +392,9 @@ function buildBalancing(opt: (name: string) => unknown, prefix: string): Balanci
   const m = /^(ip|header:([A-Za-z0-9!#$%&'*+.^_`|~-]+)|cookie:([^\s;,=]+))$/.exec(hashKey);
   if (!m) throw new ConfigError(`${prefix}hash-key`, `${JSON.stringify(hashKey)} is not ip, header:NAME or cookie:NAME`);
   const healthPath = opt('health-path') as string;
-  if (healthPath !== 'off' && !/^\/[\x21-\x7e]*$/.test(healthPath)) {
-    throw new ConfigError(`${prefix}health-path`, `${JSON.stringify(healthPath)} must be "off" or a path starting with "/"`);
+  if (healthPath !== 'off' && (healthPath.length > MAX_HEALTH_PATH || !/^\/[\x21-\x7e]*$/.test(healthPath))) {
+    const what = healthPath.length > MAX_HEALTH_PATH ? `a path of ${healthPath.length} characters is longer than ${MAX_HEALTH_PATH}` : `${JSON.stringify(healthPath)} must be "off" or a path starting with "/"`;
+    throw new ConfigError(`${prefix}health-path`, what);
   }
   return {
     balance: opt('balance') as BalanceAlgorithm,

@@ -41,6 +41,9 @@ describe('balancing config', () => {
     );
     expect(fieldError(() => buildConfig({ upstream: [UP], 'hash-key': 'body' }, null))).toBe('hash-key: "body" is not ip, header:NAME or cookie:NAME');
     expect(fieldError(() => buildConfig({ upstream: [UP], 'health-path': 'healthz' }, null))).toContain('health-path: "healthz" must be');
+    // Bounded: a 2 MB path would go in every check's request line.
+    expect(fieldError(() => buildConfig({ upstream: [UP], 'health-path': '/' + 'a'.repeat(2048) }, null))).toBe('health-path: a path of 2049 characters is longer than 2048');
+    expect(buildConfig({ upstream: [UP], 'health-path': '/' + 'a'.repeat(2047) }, null).routes[0].lb.healthPath).toHaveLength(2048);
     expect(fieldError(() => buildConfig({ upstream: [UP], 'retry-budget': '150' }, null))).toBe('retry-budget: 150 is above the maximum 100');
     expect(fieldError(() => buildConfig({ routes: [{ path: '/a', upstream: [UP], 'hash-key': 'x' }] }, null))).toBe(
       'routes[0].hash-key: "x" is not ip, header:NAME or cookie:NAME',

@@ -392,6 +392,10 @@ describe('buildConfig: routes', () => {
     expectFieldError(() => build({ routes: [{ path: 'api', upstream: A }] }), 'routes[0].path', '"api"');
     expectFieldError(() => build({ routes: [{ path: '/a?b', upstream: A }] }), 'routes[0].path', '"/a?b"');
     expectFieldError(() => build({ routes: [{ path: '/', host: 'bad host!', upstream: A }] }), 'routes[0].host', '"bad host!"');
+    // Empty labels, or a hyphen at either end of one, could never match a Host header.
+    for (const host of ['...', 'a..b', '.a', 'a.', '*.', '-a.b', 'a-.b', '*.*.a'])
+      expectFieldError(() => build({ routes: [{ path: '/', host, upstream: A }] }), 'routes[0].host', JSON.stringify(host));
+    expect(build({ routes: [{ path: '/', host: '*.Api-2.example.com', upstream: A }] }).routes[0].host).toBe('*.api-2.example.com');
     expectFieldError(() => build({ routes: [{ path: '/', name: 'has space', upstream: A }] }), 'routes[0].name', '"has space"');
     expectFieldError(() => build({ routes: ['/api'] }), 'routes[0]', 'mapping');
     expectFieldError(() => build({ routes: { path: '/' } }), 'routes', 'list');
