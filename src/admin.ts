@@ -1,7 +1,7 @@
 // The admin API on its own uWS app in the main thread. Never on the proxy port.
 import uWS from 'uWebSockets.js';
 import type { HostPort } from './config/config';
-import type { BackendAdmin } from './backend-admin';
+import { jsonError, type BackendAdmin } from './backend-admin';
 import { log } from './log';
 import { prometheusText, statsJson } from './metrics';
 import type { Supervisor } from './supervisor';
@@ -80,7 +80,7 @@ const ENDPOINTS = '/health /ready /metrics /stats, POST /backends/drain /backend
 
 function notAllowed(res: uWS.HttpResponse, req: uWS.HttpRequest, allow: string, send: Send): void {
   const method = req.getCaseSensitiveMethod();
-  send(res, '405 Method Not Allowed', 'application/json', JSON.stringify({ error: `${method} not allowed (allow: ${allow})` }) + '\n', req.getMethod() === 'head', { allow });
+  send(res, '405 Method Not Allowed', 'application/json', jsonError(`${method} not allowed (allow: ${allow})`), req.getMethod() === 'head', { allow });
 }
 
 
@@ -98,7 +98,7 @@ function readBody(res: uWS.HttpResponse, send: Send, done: (body: string, open: 
       closed = true;
       // Closing with the answer: once uWS has answered before the body ended and then read the
       // rest, it no longer times the connection out, so an idle client kept it forever.
-      const text = JSON.stringify({ error: 'body larger than 64 KiB' }) + '\n';
+      const text = jsonError('body larger than 64 KiB');
       res.cork(() => res.writeStatus('413 Payload Too Large').writeHeader('content-type', 'application/json').writeHeader('cache-control', 'no-store').end(text, true));
       return;
     }
@@ -113,7 +113,7 @@ function readBody(res: uWS.HttpResponse, send: Send, done: (body: string, open: 
       if (closed) return;
       closed = true;
       try {
-        send(res, '500 Internal Server Error', 'application/json', JSON.stringify({ error: 'internal error (see the log)' }) + '\n');
+        send(res, '500 Internal Server Error', 'application/json', jsonError('internal error (see the log)'));
       } catch {
         // Answered already, before the throw.
       }
@@ -132,7 +132,7 @@ function cachePurge(res: uWS.HttpResponse, supervisor: Supervisor, send: Send): 
       else if (typeof b.prefix === 'string' && b.prefix.startsWith('/')) match = { prefix: b.prefix };
       else throw new Error('no url or prefix');
     } catch {
-      send(res, '400 Bad Request', 'application/json', JSON.stringify({ error: 'expected {"prefix":"/path"} or {"url":"/path?query"}' }) + '\n');
+      send(res, '400 Bad Request', 'application/json', jsonError('expected {"prefix":"/path"} or {"url":"/path?query"}'));
       return;
     }
     void supervisor.purgeCache(match).then((result) => {

@@ -33,6 +33,11 @@ export interface BackendRow {
   requests: number;
 }
 
+/** The body of every admin error answer: {"error": "..."}. */
+export function jsonError(error: string): string {
+  return JSON.stringify({ error }) + '\n';
+}
+
 interface AdminRow {
   route: string;
   url: string;
@@ -127,7 +132,7 @@ export class BackendAdmin {
 
   /** POST /backends/drain and /backends/up. Returns [status line, body]. */
   act(action: 'drain' | 'up', body: string): [string, string] {
-    const bad = (status: string, error: string): [string, string] => [status, JSON.stringify({ error }) + '\n'];
+    const bad = (status: string, error: string): [string, string] => [status, jsonError(error)];
     const usage = 'body must be JSON {"route":"default","backend":"http://host:port"} ("route" optional)';
     let req: { route?: unknown; backend?: unknown };
     try {

@@ -50,7 +50,7 @@ async function main(argv: string[]): Promise<void> {
   if (config.check) {
     // Like `nginx -t`: what the settings resolve to, nothing bound or started. Whether the
     // ports are free is only known when binding them.
-    const lines = [`configuration OK: would listen on ${formatHostPort(config.listen)} with ${config.workers} worker${config.workers === 1 ? '' : 's'}`];
+    const lines = [`configuration OK: would listen on ${formatHostPort(config.listen)} with ${workersText(config)}`];
     lines.push(config.admin ? `admin API on ${formatHostPort(config.admin)}` : 'admin API off');
     if (config.demoOrigin) lines.push(`demo origin on ${formatHostPort(config.demoOrigin)}`);
     process.stdout.write([...lines, ...routeLines(config)].join('\n') + '\n');
@@ -94,7 +94,7 @@ async function main(argv: string[]): Promise<void> {
 function announce(config: GatewayConfig, port: number, admin: AdminServer | null, demo: boolean): void {
   const host = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? '127.0.0.1' : config.listen.host;
   const proxy = `http://${formatHostPort({ host, port })}`;
-  const lines = [`ugate ${VERSION} listening on ${proxy} with ${config.workers} worker${config.workers === 1 ? '' : 's'}`];
+  const lines = [`ugate ${VERSION} listening on ${proxy} with ${workersText(config)}`];
   if (admin) lines.push(`admin API on http://${formatHostPort({ host: config.admin!.host, port: admin.port })} (/health /ready /metrics /stats)`);
   lines.push(...routeLines(config));
   if (demo) {
@@ -102,6 +102,10 @@ function announce(config: GatewayConfig, port: number, admin: AdminServer | null
     if (admin) lines.push(`  curl http://${formatHostPort({ host: config.admin!.host, port: admin.port })}/stats`);
   }
   process.stdout.write(lines.join('\n') + '\n');
+}
+
+function workersText(config: GatewayConfig): string {
+  return `${config.workers} worker${config.workers === 1 ? '' : 's'}`;
 }
 
 function routeLines(config: GatewayConfig): string[] {

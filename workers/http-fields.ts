@@ -42,6 +42,12 @@ export function equalsLower(data: Buffer, from: number, lower: string): boolean 
   return true;
 }
 
+/** A control character a field value or reason phrase may not hold: all below 0x20 but HTAB,
+ * and DEL (RFC 9110 §5.5, RFC 9112 §4). */
+export function isControl(c: number): boolean {
+  return c < 0x20 ? c !== 0x09 : c === 0x7f;
+}
+
 /** The reason phrase forwardableStatus last found clean: nearly every answer repeats one
  * ("OK"), so the check is mostly a string compare. */
 let cleanReason = 'OK';
@@ -55,10 +61,7 @@ let cleanReason = 'OK';
 export function forwardableStatus(status: number, reason: string): boolean {
   if (status < 100 || status > 599) return false;
   if (reason === cleanReason) return true;
-  for (let i = 0; i < reason.length; i++) {
-    const c = reason.charCodeAt(i);
-    if (c < 0x20 ? c !== 0x09 : c === 0x7f) return false;
-  }
+  for (let i = 0; i < reason.length; i++) if (isControl(reason.charCodeAt(i))) return false;
   cleanReason = reason;
   return true;
 }

@@ -146,13 +146,14 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
       settings[name] = value;
     }
   }
-  const help = settings.help !== undefined && toBool(settings.help, '--help');
-  const version = settings.version !== undefined && toBool(settings.version, '--version');
-  const check = settings.check !== undefined && toBool(settings.check, '--check');
-  delete settings.help;
-  delete settings.version;
-  delete settings.check;
-  return { settings, help, version, check };
+  return { settings, help: takeSwitch(settings, 'help'), version: takeSwitch(settings, 'version'), check: takeSwitch(settings, 'check') };
+}
+
+/** A command-line-only switch (--help, --version, --check): read, and removed from the settings. */
+function takeSwitch(settings: RawSettings, name: string): boolean {
+  const on = settings[name] !== undefined && toBool(settings[name], `--${name}`);
+  delete settings[name];
+  return on;
 }
 
 /** Read and parse a YAML config file into raw settings. Unknown keys are refused. */

@@ -94,17 +94,13 @@ export class WorkerCache {
         fill.resolveFromL2(found);
         return;
       }
-      if (fill.request.maxStale >= 0 && maxStaleAllows(found, fill.request, ageMs(found, now))) {
+      if (maxStaleAllows(found, fill.request, ageMs(found, now))) {
         // Stale, but the leader's client takes it (max-stale); in L1 now, where each waiter
         // looks it up again by its own directives.
         this.store.set(found);
         this.stats.stale++;
         this.stats.l2Hits++;
         fill.resolveStaleFromL2(found);
-        return;
-      }
-      if (fill.request.onlyIfCached) {
-        this.notCachedAfterL2(fill);
         return;
       }
       // Not fresh for this request: the fill knows it (to fall back to on an origin error, and to

@@ -174,27 +174,15 @@ export class CacheFill {
    * them as any L1 hit (stale-while-revalidate, max-stale, else the first revalidates it and the
    * rest wait for that). */
   resolveFromL2(entry: CacheEntry): void {
-    if (this.settled) return;
-    this.finishSettle();
-    const now = Date.now();
-    const leader = this.leader!;
-    serveEntry(leader, entry, 'HIT', now, this.leaderHeaders ?? leader.headers);
-    for (const w of this.waiters) {
-      if (w.clientGone || w.phase === Phase.Done) continue;
-      if (this.cache.keyFor(w.headers, entry.primary) !== entry.key) continueFrom(w, CACHE_RESUME);
-      else if (this.cache.isFresh(entry, w.cacheDirectives ?? NO_DIRECTIVES, now)) serveEntry(w, entry, 'HIT', now);
-      else continueFrom(w, CACHE_LOOKUP);
-    }
-    this.waiters.length = 0;
+    if (!this.settled) this.settleWithEntry(entry, 'HIT', true, entry, true);
   }
 
   /** L2 had a stale entry the leader's request takes (max-stale): it answers the leader only. The
    * waiters, who may not take it, look up again (the entry is in L1 by then). */
   resolveStaleFromL2(entry: CacheEntry): void {
     if (this.settled) return;
-    const leader = this.leader!;
     this.release(true);
-    serveEntry(leader, entry, 'STALE', Date.now(), this.leaderHeaders ?? leader.headers);
+    this.serveLeader(entry, 'STALE', Date.now());
   }
 
   /** The leader's client left while L2 was asked: a waiter takes over. */
@@ -226,7 +214,7 @@ export class CacheFill {
     // The 304 made the response private/no-store (or otherwise unstorable): it answers the
     // request that revalidated it, never the other clients coalesced on it. They go upstream.
     this.release();
-    if (this.leader !== null) serveEntry(this.leader, r.forLeader, 'REVALIDATED', now, this.leaderHeaders ?? this.leader.headers);
+    this.serveLeader(r.forLeader, 'REVALIDATED', now);
   }
 
   /** The 304 is for another representation than the entry (its validator or Vary differs): it
@@ -263,7 +251,7 @@ export class CacheFill {
     if (leaderToo) {
       this.finishSettle();
       stats.staleIfError++;
-      serveEntry(leader, stale, 'STALE', now, this.leaderHeaders ?? leader.headers);
+      this.serveLeader(stale, 'STALE', now);
     }
     let kept = 0;
     for (const w of this.waiters) {
@@ -280,17 +268,26 @@ export class CacheFill {
     return leaderToo;
   }
 
-  private settleWithEntry(entry: CacheEntry, label: string, serveLeader: boolean, leaderEntry: CacheEntry = entry): void {
+  /** `judgeEach`: a waiter gets the entry only if its own directives find it fresh (no-cache,
+   * max-age, min-fresh are its say, not the leader's); the others look up again. */
+  private settleWithEntry(entry: CacheEntry, label: string, serveLeader: boolean, leaderEntry: CacheEntry = entry, judgeEach = false): void {
     this.finishSettle();
     const now = Date.now();
-    if (serveLeader && this.leader !== null) serveEntry(this.leader, leaderEntry, label, now, this.leaderHeaders ?? this.leader.headers);
+    if (serveLeader) this.serveLeader(leaderEntry, label, now);
     for (const w of this.waiters) {
       if (w.clientGone || w.phase === Phase.Done) continue;
       // A Vary first learnt from this response may put a waiter on another variant.
-      if (this.cache.keyFor(w.headers, entry.primary) === entry.key) serveEntry(w, entry, label, now);
-      else continueFrom(w, CACHE_RESUME);
+      if (this.cache.keyFor(w.headers, entry.primary) !== entry.key) continueFrom(w, CACHE_RESUME);
+      else if (judgeEach && !this.cache.isFresh(entry, w.cacheDirectives ?? NO_DIRECTIVES, now)) continueFrom(w, CACHE_LOOKUP);
+      else serveEntry(w, entry, label, now);
     }
     this.waiters.length = 0;
+  }
+
+  /** The leader (if the fill has one) gets `entry`, judged by the fields its client sent. */
+  private serveLeader(entry: CacheEntry, label: string, now: number): void {
+    const leader = this.leader;
+    if (leader !== null) serveEntry(leader, entry, label, now, this.leaderHeaders ?? leader.headers);
   }
 
   /** Waiters go upstream on their own; or, when only the leader's client left (`lookAgain`),

@@ -76,7 +76,7 @@ export function cacheLookup(x: Exchange): number {
       return TAKEN;
     }
     // The client takes this much staleness without revalidation (RFC 9111 §5.2.1.2).
-    if (d.maxStale >= 0 && maxStaleAllows(entry, d, age)) {
+    if (maxStaleAllows(entry, d, age)) {
       cache.stats.stale++;
       serveEntry(x, entry, 'STALE', now);
       return TAKEN;

@@ -402,22 +402,17 @@ export class Connection implements ResponseSink {
    * connection as the request went out, the race every keep-alive client has; nginx and Go's
    * net/http re-send in this case too. Only idempotent requests whose body can be sent again. */
   private fail(err: Error): void {
-    if (this.req !== null && this.parser.endsAtEof) {
-      // Its response was read whole and a slow client holds it (the socket goes on reading
-      // then: delivered()), so a reset now comes after it: it is still handed over in full
-      // when the client resumes, as after a close (onSocketClose). What is left of a request
-      // body (an early answer) has nowhere to go.
-      this.detachBody();
-      this.destroy();
-      this.resendBehind(err);
-      return;
-    }
     const req = this.req;
-    this.req = null;
+    // Its response was read whole and a slow client holds it (the socket goes on reading then:
+    // delivered()), so a reset now comes after it: the request keeps it, handed over in full
+    // when the client resumes, as after a close (onSocketClose). What is left of a request
+    // body (an early answer) has nowhere to go.
+    const keepsAnswer = req !== null && this.parser.endsAtEof;
+    if (!keepsAnswer) this.req = null;
     this.detachBody();
     this.destroy();
     this.resendBehind(err);
-    if (req === null || req.settled) return;
+    if (keepsAnswer || req === null || req.settled) return;
     req.conn = null;
     if (this.reused && !this.parser.started && !req.replayed && STALE_CLOSE.has((err as UpstreamError).code) && replayable(req.opts)) {
       this.pool.replay(req);

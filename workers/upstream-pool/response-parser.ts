@@ -11,7 +11,7 @@
 // socket into one shared buffer): body chunks are only lent to the sink for the call, and
 // whatever the parser keeps — the head, a split line, bytes held during a pause — is copied.
 
-import { equalsLower } from '../http-fields';
+import { equalsLower, isControl } from '../http-fields';
 
 export interface ResponseSink {
   /** Status line and fields, names and values as raw Buffers (views over the read buffer). */
@@ -50,7 +50,7 @@ const MAX_LINE = 4096;
  * complete response: some backends send a stray CRLF after a body. A few are a sloppy peer;
  * more are refused as garbage (a backend streaming CRLFs must not keep a connection alive). */
 const MAX_EMPTY_LINES = 4;
-/** The CR of an empty line whose LF is still to come, carried into the next response. */
+/** The CR of an empty line whose LF is still to come, kept (as `partial`) for the next read. */
 const CR_ONLY = Buffer.from([CR]);
 /** A chunk size above 2^48 is refused rather than lose precision. */
 const MAX_CHUNK_HEX_DIGITS = 12;
@@ -334,7 +334,7 @@ export class ResponseParser {
       const at = this.skipEmptyLines(data);
       if (at === data.length || (at === data.length - 1 && data[at] === CR)) {
         // All empty lines, or a CR whose LF is still to come: wait for the status line.
-        this.partial = at === data.length ? null : Buffer.from([CR]);
+        this.partial = at === data.length ? null : CR_ONLY;
         this.held = null;
         return;
       }
@@ -506,10 +506,7 @@ function isField(data: Buffer, from: number, end: number): boolean {
   let i = from;
   while (i < end && TOKEN[data[i]] === 1) i++;
   if (i === from || i === end || data[i] !== 0x3a) return false;
-  for (i++; i < end; i++) {
-    const c = data[i];
-    if (c < 0x20 ? c !== 0x09 : c === 0x7f) return false;
-  }
+  for (i++; i < end; i++) if (isControl(data[i])) return false;
   return true;
 }
 
