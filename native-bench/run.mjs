@@ -34,7 +34,7 @@ const SCENARIOS = {
     targets: ['upstream', 'ugate-1w', 'ugate-cache', 'nginx', 'nginx-cache'] },
 };
 const QUICK_SCENARIOS = ['small', 'post1k'];
-const TARGETS = ['upstream', 'ugate-1w', 'ugate-2w', 'ugate-pipe', 'nginx', 'haproxy', 'node-baseline', 'ugate-cache', 'nginx-cache'];
+const TARGETS = ['upstream', 'uws-floor', 'ugate-1w', 'ugate-2w', 'ugate-pipe', 'nginx', 'haproxy', 'node-baseline', 'ugate-cache', 'nginx-cache'];
 /** ugate-pipe: one worker with upstream pipelining (opt-in; nginx and HAProxy do not pipeline). */
 const PIPE_DEPTH = 16;
 /** Targets that only make sense in scenarios naming them (SCENARIOS[x].targets). */
@@ -46,6 +46,7 @@ function runsIn(scenario, target) {
 }
 const COLORS = {
   upstream: '#9e9e9e',
+  'uws-floor': '#d4c5a9',
   'ugate-1w': '#f4a261',
   'ugate-2w': '#e76f51',
   'ugate-pipe': '#c1121f',
@@ -69,7 +70,8 @@ Races reverse proxies in front of a native C upstream with wrk, on 127.0.0.1.
   --connections N     override every scenario's connection count
   --threads N         wrk threads, 1 or 2 (default 1: leaves a core for the proxy)
   --upstream-threads N  event-loop threads in the C upstream (default 1)
-  --quick             small + post1k, 2s runs, 1 repeat, 1s warm-up (under a minute);
+  --quick             small + post1k, 2s runs, 1 repeat, 1s warm-up, every target but
+                      ugate-2w (under a minute);
                       explicit options above still win
   --out DIR           results folder (default native-bench/results/<timestamp>)
   --json              print results JSON on stdout instead of the Markdown tables
@@ -130,7 +132,9 @@ function parseArgs(argv) {
   const opts = {
     scenarios: given.scenarios ?? (q ? QUICK_SCENARIOS : Object.keys(SCENARIOS)),
     // Always in the canonical order so tables and charts line up across runs.
-    targets: TARGETS.filter((t) => (given.targets ?? TARGETS).includes(t)),
+    // Quick runs leave out ugate-2w (on a 2-core box its second worker competes with wrk) to
+    // stay under a minute.
+    targets: TARGETS.filter((t) => (given.targets ?? (q ? TARGETS.filter((x) => x !== 'ugate-2w') : TARGETS)).includes(t)),
     duration: given.duration ?? (q ? 2 : 10),
     warmup: given.warmup ?? (q ? 1 : 2),
     repeats: given.repeats ?? (q ? 1 : 3),
@@ -558,8 +562,8 @@ async function startTarget(name, upstream, tools) {
     const cfg = path.join(tmpDir, 'haproxy.cfg');
     fs.writeFileSync(cfg, haproxyCfg(port, upstream.port));
     rec = startProcess('haproxy', tools.haproxy, ['-db', '-f', cfg], { logFile });
-  } else if (name === 'node-baseline') {
-    rec = startProcess(name, process.execPath, [path.join(HERE, 'node-baseline.mjs'), '--listen', `127.0.0.1:${port}`, '--upstream', `http://127.0.0.1:${upstream.port}`], { logFile });
+  } else if (name === 'node-baseline' || name === 'uws-floor') {
+    rec = startProcess(name, process.execPath, [path.join(HERE, `${name}.mjs`), '--listen', `127.0.0.1:${port}`, '--upstream', `http://127.0.0.1:${upstream.port}`], { logFile });
   } else if (name.startsWith('ugate-')) {
     if (!fs.existsSync(UGATE_CLI)) {
       return { name, skip: `${path.relative(ROOT, UGATE_CLI)} not found (build it: npx tsc -p tsconfig.json in ${ROOT})` };
@@ -894,9 +898,10 @@ async function main() {
   log(`upstream listening on 127.0.0.1:${upstream.port} (pid ${upstream.rec.pid})`);
 
   const active = [];
-  for (const name of opts.targets) {
-    if (!opts.scenarios.some((sc) => runsIn(sc, name))) continue; // e.g. the cache targets without "cached"
-    const t = await startTarget(name, upstream, tools);
+  // Started side by side (a few seconds saved), reported in target order.
+  const names = opts.targets.filter((name) => opts.scenarios.some((sc) => runsIn(sc, name))); // e.g. the cache targets need "cached"
+  for (const t of await Promise.all(names.map((name) => startTarget(name, upstream, tools)))) {
+    const name = t.name;
     if (t.skip) {
       log(`skipping ${name}: ${t.skip}`);
       report.skipped[name] = t.skip;
