@@ -1,6 +1,6 @@
 // What one proxy worker owns: its routes with their undici pools, its telemetry, its flags.
 // Nothing here is shared with another thread except through src/shared (rings, tables).
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { Backend, GatewayConfig, RouteConfig } from '../src/config/config';
 import { BackendTable, type BackendRows } from '../src/shared/backend-table';
 import { fnv1a, type Balancer } from './balancers/balancer';
@@ -9,6 +9,7 @@ import type { RetryBudget } from './retry-budget';
 import { WorkerTelemetry } from './telemetry';
 import type { WorkerCache } from './cache/cache';
 import { Http1Pool, sharedReadBuffer } from './upstream-pool/pool';
+import { UndiciPool } from './upstream-pool/undici-pool';
 
 /** What stages need of a backend's connection pool; undici's Pool and Http1Pool both fit. */
 export interface UpstreamPool {
@@ -124,15 +125,13 @@ function createPool(route: RouteConfig, backend: Backend, readBufferSize: number
   }
   // undici refuses a keep-alive timeout of 0 on every request (ugate answered them all 400):
   // 1 ms gives --idle-timeout 0 the lean client's meaning, connections not kept for reuse.
-  const keepAlive = Math.max(1, route.idleTimeoutMs);
-  return new Pool(backend.origin, {
+  return new UndiciPool(backend.origin, {
     connections: route.poolConnections,
     pipelining: route.pipelining,
     connectTimeout: route.connectTimeoutMs,
     headersTimeout: route.headersTimeoutMs,
     bodyTimeout: route.bodyTimeoutMs,
-    keepAliveTimeout: keepAlive,
-    keepAliveMaxTimeout: keepAlive,
+    keepAliveTimeout: Math.max(1, route.idleTimeoutMs),
     maxHeaderSize: MAX_RESPONSE_HEAD,
   });
 }

@@ -1,7 +1,8 @@
 // Real upstream servers on loopback port 0 that record what reached them.
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { connect as connectSocket, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 
 export interface SeenRequest {
   method: string;
@@ -101,4 +102,37 @@ export async function closedPort(): Promise<number> {
 
 export function sha256(data: Buffer | string): string {
   return createHash('sha256').update(data).digest('hex');
+}
+
+/** A port where connecting hangs, as at a backend whose host stopped answering: a listener
+ * whose process is stopped (SIGSTOP, so it never accepts) and whose backlog is already full,
+ * so the kernel drops further SYNs. close() kills that process. */
+export async function hangingConnectPort(): Promise<{ port: number; url: string; close(): Promise<void> }> {
+  const child = spawn(process.execPath, ['-e', "require('net').createServer().listen({ port: 0, host: '127.0.0.1', backlog: 1 }, function () { console.log(this.address().port) })"], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const port = await new Promise<number>((resolve) => child.stdout!.once('data', (d) => resolve(Number(String(d).trim()))));
+  process.kill(child.pid!, 'SIGSTOP');
+  // The accept queue holds backlog + 1 connections; fill it.
+  const fillers: Socket[] = [];
+  for (;;) {
+    const s = connectSocket(port, '127.0.0.1');
+    s.on('error', () => {});
+    fillers.push(s);
+    const connected = await new Promise<boolean>((resolve) => {
+      s.once('connect', () => resolve(true));
+      setTimeout(() => resolve(false), 300);
+    });
+    if (!connected) break;
+  }
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    close: async () => {
+      for (const s of fillers) s.destroy();
+      const gone = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await gone;
+    },
+  };
 }

@@ -3,7 +3,7 @@
 // The general proxy, streaming and error suites run on it too (it is the default client).
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startOrigin, startRawOrigin, sha256, type Origin } from '../helpers/origin';
+import { hangingConnectPort, startOrigin, startRawOrigin, sha256, type Origin } from '../helpers/origin';
 import { onRequestHeads, rawRequest } from '../helpers/raw';
 import { eventually, sleep, startUgate, type Ugate } from '../helpers/ugate';
 
@@ -781,4 +781,92 @@ describe('lean upstream client: a reused connection that gets only an empty line
     expect(r.headers.get('x-ugate-error')).toBe('UGATE_ERR_UPSTREAM_RESET');
     expect(seen.map((s) => s.line)).toEqual(['POST /order HTTP/1.1']);
   });
+});
+
+describe('upstream timeouts fire on time, with either client', () => {
+  // undici runs its own timeouts on a half-second timer wheel: with --upstream-client undici
+  // (and for https:// backends) a 200 ms --headers-timeout answered its 504 after 1.0 s, and a
+  // connect or body timeout was as late. ugate now keeps them on Node's timers
+  // (workers/upstream-pool/undici-pool.ts); the lean client sweeps every eighth of the shortest.
+  const T = 200;
+  /** Well under the 1 s undici's wheel took, well over the lean sweep's 12.5%. */
+  const LATE = 750;
+
+  for (const client of ['lean', 'undici']) {
+    it(`${client}: --headers-timeout ${T}ms answers 504 at about ${T} ms`, async () => {
+      const silent = await scriptedOrigin(() => []);
+      const u = await startUgate(['--upstream', silent.url, '--upstream-client', client, '--headers-timeout', `${T}ms`, '--retries', '0'], { workers: 1 });
+      try {
+        for (let i = 0; i < 2; i++) {
+          const t0 = performance.now();
+          const r = await fetch(`${u.url}/silent/${i}`);
+          const took = performance.now() - t0;
+          expect([r.status, r.headers.get('x-ugate-error')]).toEqual([504, 'UGATE_ERR_UPSTREAM_HEADERS_TIMEOUT']);
+          await r.text();
+          expect(took).toBeGreaterThanOrEqual(T - 10);
+          expect(took).toBeLessThan(LATE);
+        }
+      } finally {
+        await u.stop();
+        await silent.close();
+      }
+    });
+
+    it(`${client}: --body-timeout ${T}ms cuts a body that stalls at about ${T} ms`, async () => {
+      const stalling = await scriptedOrigin(() => ['HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n12345']);
+      const u = await startUgate(['--upstream', stalling.url, '--upstream-client', client, '--body-timeout', `${T}ms`], { workers: 1 });
+      try {
+        const r = await fetch(`${u.url}/stall`);
+        expect(r.status).toBe(200);
+        const t0 = performance.now();
+        await expect(r.arrayBuffer()).rejects.toThrow();
+        const took = performance.now() - t0;
+        expect(took).toBeLessThan(LATE);
+      } finally {
+        await u.stop();
+        await stalling.close();
+      }
+    });
+
+    it(`${client}: a slow client holding the body paused is not cut by --body-timeout ${T}ms`, async () => {
+      // The backend sends all of it at once; ugate stops reading it while the client reads
+      // nothing, for longer than the body timeout, which must not count that pause.
+      const body = Buffer.alloc(16 * 1024 * 1024, 'paused-body ');
+      const origin = await startOrigin((req, res) => res.writeHead(200, { 'content-length': body.length }).end(body));
+      const u = await startUgate(['--upstream', origin.url, '--upstream-client', client, '--body-timeout', `${T}ms`], { workers: 1 });
+      try {
+        const sock = connect(u.port, '127.0.0.1');
+        sock.on('error', () => {});
+        let received = 0;
+        const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+        sock.on('data', (d: Buffer) => (received += d.length));
+        sock.write('GET /big HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+        sock.pause();
+        await sleep(4 * T);
+        sock.resume();
+        await closed;
+        expect(received).toBeGreaterThan(body.length);
+      } finally {
+        await u.stop();
+        await origin.close();
+      }
+    });
+
+    it(`${client}: --connect-timeout ${T}ms answers 504 at about ${T} ms`, async () => {
+      const hanging = await hangingConnectPort();
+      const u = await startUgate(['--upstream', hanging.url, '--upstream-client', client, '--connect-timeout', `${T}ms`, '--retries', '0'], { workers: 1 });
+      try {
+        const t0 = performance.now();
+        const r = await fetch(`${u.url}/connect`);
+        const took = performance.now() - t0;
+        expect([r.status, r.headers.get('x-ugate-error')]).toEqual([504, 'UGATE_ERR_UPSTREAM_CONNECT_TIMEOUT']);
+        await r.text();
+        expect(took).toBeGreaterThanOrEqual(T - 10);
+        expect(took).toBeLessThan(LATE);
+      } finally {
+        await u.stop();
+        await hanging.close();
+      }
+    });
+  }
 });
