@@ -150,6 +150,9 @@ export class Supervisor {
 
   private onExit(slot: Slot, code: number): void {
     this.drainRing(slot);
+    // Otherwise /metrics and /stats would show its last in-flight count and cache size until a
+    // replacement sends its first frame (never, if it keeps failing to start).
+    this.aggregate.workerGone(slot.index);
     slot.phase = 'exited';
     if (this.stopping || this.slots[slot.index] !== slot) return;
     this.aggregate.workerRestarts++;

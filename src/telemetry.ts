@@ -106,6 +106,14 @@ export class TelemetryAggregate {
     }
   }
 
+  /** Worker `w` exited: its gauges read 0 until its replacement reports (its in-flight
+   * requests died with it, its L1 cache is gone). Counters keep what it reported: its last
+   * frame has been drained by then. */
+  workerGone(w: number): void {
+    this.workerInFlight[w] = 0;
+    if (this.cacheSize[w]) this.cacheSize[w] = [0, 0];
+  }
+
   private addCache(w: number, c: CacheTelemetry): void {
     const t = (this.cache ??= { hits: 0, l2Hits: 0, misses: 0, stale: 0, revalidated: 0, coalesced: 0, stored: 0, evictions: 0, purged: 0, l2Errors: 0 });
     for (const k of CACHE_COUNTERS) t[k] += c[k];

@@ -135,6 +135,13 @@ process.on('uncaughtException', (err) => {
   stopped = true;
   clearInterval(telemetryTimer);
   try {
+    // The answers since the last frame (up to 250 ms of them) are counted nowhere else; main
+    // drains this ring once more when the thread has exited.
+    flushTelemetry();
+  } catch (flushErr) {
+    process.stderr.write(`${new Date().toISOString()} error worker ${init.index} last telemetry frame lost: ${flushErr}\n`);
+  }
+  try {
     closeApp();
   } finally {
     // uWS finishes closing its sockets on the next loop turn.

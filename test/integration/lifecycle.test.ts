@@ -5,8 +5,8 @@ import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrigin, type Origin } from '../helpers/origin';
 import { rawRequest } from '../helpers/raw';
-import { parseResponses, rawConnect } from '../helpers/stream-http';
-import { eventually, startUgate, type Ugate } from '../helpers/ugate';
+import { parseResponses, rawConnect, type RawConn } from '../helpers/stream-http';
+import { eventually, sleep, startUgate, type Stats, type Ugate } from '../helpers/ugate';
 
 const SLOW_BODY = Buffer.alloc(100_000, 0x73);
 const SLOW_DELAY_MS = 1500;
@@ -342,6 +342,141 @@ describe('worker supervision', () => {
       expect(await g.stop()).toBe(0);
     } finally {
       await g.stop();
+      await origin.close();
+    }
+  });
+
+  it('keeps every counter across a crashed worker, its last answers included; its gauges drop at once; admin answers throughout', async () => {
+    // /hold?N answers only when the test releases it (a query of its own each, so that the
+    // cache does not make one wait for another's fill); /cached is stored in the L1 of the
+    // worker that fetched it.
+    const held: ServerResponse[] = [];
+    const origin = await startOrigin((req, res) => {
+      if (req.url!.startsWith('/hold')) held.push(res);
+      else if (req.url === '/cached') res.writeHead(200, { 'cache-control': 'public, max-age=3600' }).end('cached');
+      else res.end('ok');
+    });
+    const g = await startUgate(['--upstream', origin.url, '--cache-size', '1mb'], { workers: 2, env: { UGATE_TEST_CRASH_PATH: '/__crash' } });
+    const holds: RawConn[] = [];
+    // One keep-alive connection: the kernel hands it to one worker (X) for its whole life, so
+    // X is the one that serves its requests and that its /__crash kills.
+    const c = rawConnect(g.port);
+    let onC = 0;
+    const getOnC = async (path: string) => {
+      c.socket.write(`GET ${path} HTTP/1.1\r\nHost: t\r\n\r\n`);
+      const data = await c.waitFor((b) => parseResponses(b, Array(onC + 1).fill('GET')) !== null, 5000, `response ${onC + 1} on the kept-alive connection`);
+      expect(parseResponses(data, Array(++onC).fill('GET'))!.responses.at(-1)!.status).toBe(200);
+    };
+    const fresh = async (n: number) => {
+      for (let i = 0; i < n; i++) expect((await rawRequest(g.port, ['GET /fresh HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'])).status).toBe(200);
+    };
+    // Every scrape: answered (200, within 2 s), and no counter, histogram count, sum or bucket
+    // below its value in an earlier scrape, nor gone from the exposition.
+    const seen = new Map<string, number>();
+    const scrape = async () => {
+      const [m, s] = await Promise.all([
+        fetch(`${g.adminUrl}/metrics`, { signal: AbortSignal.timeout(2000) }),
+        fetch(`${g.adminUrl}/stats`, { signal: AbortSignal.timeout(2000) }),
+      ]);
+      expect(m.status).toBe(200);
+      expect(s.status).toBe(200);
+      const text = await m.text();
+      const now = new Map<string, number>();
+      for (const [, series, value] of text.matchAll(/^(\w+(?:_total|_count|_sum|_bucket)(?:\{[^}]*\})?) (\S+)$/gm)) now.set(series, Number(value));
+      for (const [series, before] of seen) expect(now.get(series), series).toBeGreaterThanOrEqual(before);
+      for (const [series, v] of now) seen.set(series, v);
+      const value = (series: string) => Number(new RegExp(`^${series.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+      return { text, value, stats: (await s.json()) as Stats };
+    };
+    try {
+      // Before: N1 requests on X, one of them stored in X's cache.
+      const N1 = 10;
+      await getOnC('/cached');
+      for (let i = 1; i < N1; i++) await getOnC('/a');
+      const before = await eventually(async () => {
+        const r = await scrape();
+        return r.stats.requests.total === N1 && r.value('ugate_cache_entries') === 1 ? r : undefined;
+      });
+      const x = before.stats.workers.findIndex((w) => w.requests === N1);
+      expect(x).toBeGreaterThanOrEqual(0);
+      const y = 1 - x;
+
+      // Requests held at the origin until both workers have at least one in flight.
+      const heldOn = async () => (await scrape()).stats.workers.map((w) => w.inFlight);
+      for (let i = 0; i < 30; i++) {
+        const h = rawConnect(g.port);
+        holds.push(h);
+        h.socket.write(`GET /hold?${i} HTTP/1.1\r\nHost: t\r\n\r\n`);
+        await eventually(async () => (await heldOn()).reduce((a, b) => a + b, 0) === holds.length);
+        const inFlight = await heldOn();
+        if (inFlight[x] > 0 && inFlight[y] > 0) break;
+      }
+      const inFlight = await heldOn();
+      const [heldX, heldY] = [inFlight[x], inFlight[y]];
+      expect(heldX).toBeGreaterThan(0);
+      expect(heldY).toBeGreaterThan(0);
+
+      // N2 answers on X, then X crashes at once, before its next telemetry frame (250 ms) is due.
+      const N2 = 20;
+      for (let i = 0; i < N2; i++) await getOnC('/b');
+      c.socket.write('GET /__crash HTTP/1.1\r\nHost: t\r\n\r\n');
+      await c.closed;
+
+      // The first view after X's exit: X's answers all counted, its in-flight requests and
+      // cache entries gone from the gauges (the replacement starts 100 ms later at the earliest).
+      const exited = await eventually(async () => {
+        const r = await scrape();
+        // Both views taken after the exit (the two requests may fall either side of it).
+        return r.stats.workerRestarts === 1 && r.value('ugate_worker_restarts_total') === 1 ? r : undefined;
+      }, 10_000);
+      expect(exited.stats.requests.total).toBe(N1 + N2);
+      expect(exited.value('ugate_request_duration_seconds_count{route="default"}')).toBe(N1 + N2);
+      expect(exited.stats.workers[x].requests).toBe(N1 + N2);
+      expect(exited.stats.workers[x].inFlight).toBe(0);
+      expect(exited.stats.workers[y].inFlight).toBe(heldY);
+      expect(exited.value('ugate_in_flight_requests')).toBe(heldY);
+      expect(exited.value(`ugate_backend_in_flight{route="default",backend="${origin.url}"}`)).toBe(heldY);
+      expect(exited.value('ugate_cache_entries')).toBe(0);
+      expect(exited.value('ugate_cache_stored_total')).toBe(1);
+
+      // Admin keeps answering, counters never fall, until the replacement listens.
+      await eventually(async () => (await scrape()).stats.workers.every((w) => w.phase === 'listening') || undefined, 10_000);
+
+      // Y's held requests complete and count; X's died with it (cut, never counted).
+      for (const res of held) if (!res.destroyed) res.end('released');
+      const answered = await Promise.all(holds.map((h) => h.waitFor((b, closed) => closed || parseResponses(b, ['GET']) !== null, 5000, 'the held answer')));
+      expect(answered.filter((b) => b.length > 0 && parseResponses(b, ['GET'])?.responses[0].status === 200)).toHaveLength(heldY);
+      expect(answered.filter((b) => b.length === 0)).toHaveLength(heldX);
+
+      const N3 = 20;
+      await fresh(N3);
+      const total = N1 + N2 + heldY + N3;
+      await eventually(async () => {
+        const r = await scrape();
+        return r.stats.requests.total === total && r.value('ugate_in_flight_requests') === 0 ? r : undefined;
+      });
+      // Exactly once each: no loss, no double count, in every view.
+      await sleep(600); // two more telemetry frames: nothing more may arrive
+      const end = await scrape();
+      expect(end.stats.requests.total).toBe(total);
+      expect(end.stats.requests.byStatus).toEqual({ '200': total });
+      expect(end.value('ugate_requests_total{route="default",status="200"}')).toBe(total);
+      expect(end.value('ugate_request_duration_seconds_count{route="default"}')).toBe(total);
+      expect(end.value('ugate_request_duration_seconds_bucket{route="default",le="+Inf"}')).toBe(total);
+      expect(end.stats.latencyMs.count).toBe(total);
+      expect(end.stats.workers).toHaveLength(2);
+      expect(end.stats.workers.reduce((n, w) => n + w.requests, 0)).toBe(total);
+      expect(end.stats.workers.map((w) => w.inFlight)).toEqual([0, 0]);
+      expect(end.stats.workerRestarts).toBe(1);
+      expect(end.value('ugate_worker_restarts_total')).toBe(1);
+      expect(end.value(`ugate_backend_in_flight{route="default",backend="${origin.url}"}`)).toBe(0);
+      expect(end.value('ugate_cache_stored_total')).toBe(1);
+      expect(await g.stop()).toBe(0);
+    } finally {
+      c.destroy();
+      for (const h of holds) h.destroy();
+      for (const res of held) res.destroy();
+      await ensureStopped(g);
       await origin.close();
     }
   });
