@@ -2,7 +2,7 @@
 // --upstream-client undici), with ugate's timeouts kept on Node's own timers.
 //
 // undici runs its connect, headers and body timeouts on a coarse timer wheel (half-second
-// ticks, lib/util/timers.js): a 300 ms --headers-timeout answered its 504 after 1.0 s, and
+// ticks, lib/util/timers.js): a 200 ms --headers-timeout answered its 504 after 1.0 s, and
 // every timeout could fire up to a second late, slowing failover by as much. Here undici's own
 // are off and each is a native timer: per connection attempt, and per request while it waits
 // for its head or between two reads of its body. This path is not the lean client's hot path,
