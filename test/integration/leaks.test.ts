@@ -2,8 +2,12 @@
 // backend table, no backend connection left open, nothing parked for good. Each case is a
 // state that used to stay behind after the traffic that caused it had gone.
 import { connect, type Socket } from 'node:net';
+import Redis from 'ioredis';
+import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
+import { startCacheOrigin } from '../helpers/cache-origin';
 import { startRawOrigin } from '../helpers/origin';
+import { HAS_REDIS, startRedis } from '../helpers/redis';
 import { eventually, startUgate } from '../helpers/ugate';
 
 describe('a backend that stops reading the upload', () => {
@@ -37,6 +41,54 @@ describe('a backend that stops reading the upload', () => {
       await closed;
     } finally {
       await u.stop();
+      await origin.close();
+    }
+  });
+});
+
+describe.skipIf(!HAS_REDIS)('an L2 Redis that stops answering without closing the connection', () => {
+  it('what is sent to it fails after a second of silence instead of waiting on it for good, each write holding its entry: the worker\'s memory stays bounded while cache misses go on', async () => {
+    const origin = await startCacheOrigin();
+    const redis = await startRedis();
+    const u = await startUgate(['--upstream', origin.url, '--cache-size', '4mb', '--redis', redis.url], { workers: 1 });
+    try {
+      // Connected and answering first.
+      const first = await request(`${u.url}/leak/first?cc=max-age%3D60`);
+      await first.body.text();
+      expect(first.statusCode).toBe(200);
+      const rssBefore = u.rss();
+      // Hung: the connection stays up and nothing comes back on it.
+      redis.proc.kill('SIGSTOP');
+      const misses = 150;
+      try {
+        for (let i = 0; i < misses; i++) {
+          // Each a miss of 512 KiB: L1 keeps a few, and each is written to Redis (fire and forget).
+          const r = await request(`${u.url}/leak/${i}?cc=max-age%3D60&size=524288`);
+          await r.body.dump();
+          expect(r.statusCode).toBe(200);
+        }
+        // 75 MiB of entries went to Redis, fire and forget. Before, each write waited on the dead
+        // connection for good, holding its entry (RSS +169 MiB for these 75 MiB, kept until Redis
+        // answered again); now the connection is dropped after a second of silence and what
+        // waited on it fails, so the worker holds little more than its L1.
+        await eventually(() => u.rss() - rssBefore < 64 * 1024 * 1024, 5000);
+      } finally {
+        redis.proc.kill('SIGCONT');
+      }
+      // Redis answers again: the worker reconnects, and new entries reach it.
+      const probe = new Redis(redis.url);
+      try {
+        await eventually(async () => {
+          const r = await request(`${u.url}/leak/back-${Date.now()}?cc=max-age%3D60`);
+          await r.body.text();
+          return (await probe.keys('ugate:c:*\n/leak/back-*')).length > 0;
+        }, 8000);
+      } finally {
+        probe.disconnect();
+      }
+    } finally {
+      await u.stop();
+      await redis.kill();
       await origin.close();
     }
   });
