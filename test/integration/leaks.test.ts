@@ -7,6 +7,7 @@ import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { startCacheOrigin } from '../helpers/cache-origin';
 import { startRawOrigin } from '../helpers/origin';
+import { rawConnect } from '../helpers/stream-http';
 import { HAS_REDIS, startRedis } from '../helpers/redis';
 import { eventually, startUgate } from '../helpers/ugate';
 
@@ -89,6 +90,51 @@ describe.skipIf(!HAS_REDIS)('an L2 Redis that stops answering without closing th
     } finally {
       await u.stop();
       await redis.kill();
+      await origin.close();
+    }
+  });
+});
+
+describe('requests coalesced on a long cache fill whose clients give up', () => {
+  it('are let go while the fill goes on (the waiting gauge comes back to the requests still waiting), and the one that stayed gets the entry', async () => {
+    const BODY = 24 * 1024;
+    // A cacheable answer whose body trickles in over ~3 s (1 KiB every 120 ms).
+    const origin = await startRawOrigin((sock) => {
+      sock.once('data', () => {
+        sock.write(`HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: ${BODY}\r\n\r\n`);
+        let sent = 0;
+        const t = setInterval(() => {
+          if (sock.destroyed || sent === BODY) return clearInterval(t);
+          sock.write(Buffer.alloc(1024, 'h'));
+          sent += 1024;
+        }, 120);
+      });
+    });
+    const u = await startUgate(['--upstream', origin.url, '--cache-size', '1mb'], { workers: 1 });
+    const cache = async () => (await u.stats()).cache!;
+    try {
+      const get = 'GET /hot HTTP/1.1\r\nHost: t\r\n\r\n';
+      const leader = rawConnect(u.port);
+      leader.socket.write(get);
+      await eventually(async () => (await cache()).misses === 1);
+      const stays = rawConnect(u.port);
+      stays.socket.write(get);
+      const quitters = Array.from({ length: 300 }, () => rawConnect(u.port));
+      for (const q of quitters) q.socket.write(get);
+      await eventually(async () => (await cache()).coalesced === 301 && (await cache()).waiting === 301);
+      for (const q of quitters) q.destroy();
+      // Before, all 301 stayed in the fill's list (each request's fields and state) until the
+      // body's end, however long the origin took.
+      await eventually(async () => (await cache()).waiting === 1);
+      const answer = (await stays.waitFor((d) => d.includes('\r\n\r\n') && d.length >= d.indexOf('\r\n\r\n') + 4 + BODY, 8000, 'the whole entry')).toString('latin1');
+      expect(answer).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      expect(answer).toContain('x-cache: HIT');
+      expect((await leader.waitFor((d) => d.length >= BODY, 8000, 'the leader\'s body')).length).toBeGreaterThanOrEqual(BODY);
+      await eventually(async () => (await cache()).waiting === 0);
+      leader.destroy();
+      stays.destroy();
+    } finally {
+      await u.stop();
       await origin.close();
     }
   });
