@@ -88,15 +88,17 @@ const CACHE_HELP: Record<(typeof CACHE_COUNTERS)[number], [string, string]> = {
   l2Errors: ['ugate_cache_l2_errors_total', 'Failed or timed-out L2 (Redis) operations.'],
 };
 
-function cacheSize(agg: TelemetryAggregate): { bytes: number; entries: number } {
+function cacheSize(agg: TelemetryAggregate): { bytes: number; entries: number; waiting: number } {
   let bytes = 0;
   let entries = 0;
+  let waiting = 0;
   for (const s of agg.cacheSize) {
     if (!s) continue;
     bytes += s[0];
     entries += s[1];
+    waiting += s[2];
   }
-  return { bytes, entries };
+  return { bytes, entries, waiting };
 }
 
 function cacheMetrics(agg: TelemetryAggregate, out: string[]): void {
@@ -108,6 +110,7 @@ function cacheMetrics(agg: TelemetryAggregate, out: string[]): void {
   const size = cacheSize(agg);
   out.push('# HELP ugate_cache_bytes Bytes held by the L1 caches of all workers.', '# TYPE ugate_cache_bytes gauge', `ugate_cache_bytes ${size.bytes}`);
   out.push('# HELP ugate_cache_entries Entries in the L1 caches of all workers.', '# TYPE ugate_cache_entries gauge', `ugate_cache_entries ${size.entries}`);
+  out.push('# HELP ugate_cache_waiting Requests waiting on a concurrent identical request (coalesced), all workers.', '# TYPE ugate_cache_waiting gauge', `ugate_cache_waiting ${size.waiting}`);
 }
 
 function cacheStats(agg: TelemetryAggregate): object {

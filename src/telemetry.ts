@@ -25,8 +25,8 @@ export class TelemetryAggregate {
   private readonly droppedSeen = new WeakMap<RingReader, number>();
   /** Response cache: running totals of the counters; null until a worker reports a cache. */
   cache: CacheTotals | null = null;
-  /** Per worker: [bytes, entries] at its last frame. */
-  readonly cacheSize: [number, number][] = [];
+  /** Per worker: [bytes, entries, waiting] at its last frame. */
+  readonly cacheSize: [number, number, number][] = [];
 
   /** Route names per config generation (a reload may add, remove or reorder routes). */
   private readonly namesByGen = new Map<number, readonly string[]>();
@@ -111,13 +111,13 @@ export class TelemetryAggregate {
    * frame has been drained by then. */
   workerGone(w: number): void {
     this.workerInFlight[w] = 0;
-    if (this.cacheSize[w]) this.cacheSize[w] = [0, 0];
+    if (this.cacheSize[w]) this.cacheSize[w] = [0, 0, 0];
   }
 
   private addCache(w: number, c: CacheTelemetry): void {
     const t = (this.cache ??= { hits: 0, l2Hits: 0, misses: 0, stale: 0, revalidated: 0, coalesced: 0, stored: 0, evictions: 0, purged: 0, l2Errors: 0 });
     for (const k of CACHE_COUNTERS) t[k] += c[k];
-    this.cacheSize[w] = [c.bytes, c.entries];
+    this.cacheSize[w] = [c.bytes, c.entries, c.waiting];
   }
 
   get total(): number {

@@ -45,6 +45,8 @@ export interface CacheTelemetry {
   /** Current bytes and entries in this worker's L1 (gauges, not deltas). */
   readonly bytes: number;
   readonly entries: number;
+  /** Requests waiting on a fill in flight now (coalesced; a gauge). */
+  readonly waiting: number;
 }
 
 /** Main → worker: start draining; or, at the drain deadline, close every connection now;

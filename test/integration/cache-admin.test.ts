@@ -95,7 +95,8 @@ describe('eviction and metrics', () => {
     expect(stats).toHaveProperty('coalesced');
     expect(stats).toHaveProperty('l2Errors');
     const m = await small.metrics();
-    for (const name of ['hits_total', 'misses_total', 'stale_total', 'coalesced_total', 'evictions_total', 'l2_errors_total', 'bytes', 'entries']) {
+    expect(stats.waiting).toBe(0);
+    for (const name of ['hits_total', 'misses_total', 'stale_total', 'coalesced_total', 'evictions_total', 'l2_errors_total', 'bytes', 'entries', 'waiting']) {
       expect(m).toMatch(new RegExp(`^ugate_cache_${name} \\d+$`, 'm'));
     }
   });

@@ -5,6 +5,7 @@ import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hangingConnectPort, startOrigin, startRawOrigin, sha256, type Origin } from '../helpers/origin';
 import { onRequestHeads, rawRequest } from '../helpers/raw';
+import { rawConnect } from '../helpers/stream-http';
 import { eventually, sleep, startUgate, type Ugate } from '../helpers/ugate';
 
 type Step = string | Buffer | number | 'end';
@@ -545,6 +546,39 @@ describe('lean upstream client: pool limit, early answers, the undici fallback',
     } finally {
       await u.stop();
       await early.close();
+    }
+  });
+
+  it('a backend answering early while a chunked upload crosses --max-body-size: its response, already under way, is cut (never a 413 written into its body), and the backend request is aborted', async () => {
+    let backendClosed!: () => void;
+    const backendGone = new Promise<void>((r) => (backendClosed = r));
+    const streaming = await startRawOrigin((sock) => {
+      sock.once('close', () => backendClosed());
+      sock.once('data', () => {
+        // Answers at once, reads nothing more, and streams its body on.
+        sock.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n');
+        const t = setInterval(() => (sock.destroyed ? clearInterval(t) : sock.write('5\r\nmore!\r\n')), 20);
+      });
+    });
+    const u = await startUgate(['--upstream', streaming.url, '--max-body-size', '64kb'], { workers: 1 });
+    try {
+      const c = rawConnect(u.port);
+      await c.connected;
+      c.socket.write('POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n' + 'x'.repeat(0x1000) + '\r\n');
+      await c.waitFor((d) => d.includes('more!'), 5000, 'the response streaming');
+      for (let i = 0; i < 5 && !c.isClosed(); i++) c.socket.write('4000\r\n' + 'y'.repeat(0x4000) + '\r\n');
+      await c.closed;
+      const text = c.data().toString('latin1');
+      expect(text.startsWith('HTTP/1.1 200 OK\r\n')).toBe(true);
+      // Before: "more!content-type: text/plain; charset=utf-8\r\nx-ugate-error: ...", then the
+      // 413's reason as a last chunk and a proper end, a complete response to the client.
+      expect(text).not.toContain('x-ugate-error');
+      expect(text.endsWith('0\r\n\r\n')).toBe(false);
+      await backendGone;
+      await eventually(async () => (await u.stats()).workers[0].inFlight === 0);
+    } finally {
+      await u.stop();
+      await streaming.close();
     }
   });
 

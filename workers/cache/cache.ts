@@ -188,14 +188,17 @@ export class WorkerCache {
     return n;
   }
 
-  /** Counters since the last call (deltas), plus the store's current size. */
+  /** Counters since the last call (deltas), plus the store's current size and the requests
+   * waiting on fills (whose clients left are dropped here, every telemetry interval). */
   takeTelemetry(): CacheTelemetry {
+    let waiting = 0;
+    for (const fill of this.inflight.values()) waiting += fill.dropGone();
     const s = this.stats;
     const evictions = this.store.evictions - this.evictionsReported;
     this.evictionsReported = this.store.evictions;
     const t: CacheTelemetry = {
       hits: s.hits, l2Hits: s.l2Hits, misses: s.misses, stale: s.stale + s.staleIfError, revalidated: s.revalidated, coalesced: s.coalesced,
-      stored: s.stored, purged: s.purged, l2Errors: s.l2Errors, evictions, bytes: this.store.bytes, entries: this.store.entries,
+      stored: s.stored, purged: s.purged, l2Errors: s.l2Errors, evictions, bytes: this.store.bytes, entries: this.store.entries, waiting,
     };
     s.hits = s.l2Hits = s.misses = s.stale = s.staleIfError = s.revalidated = s.coalesced = s.stored = s.purged = s.l2Errors = 0;
     return t;

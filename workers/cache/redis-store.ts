@@ -2,7 +2,8 @@
 //
 // Redis must never make a request fail or wait long: every read races a short timer
 // (--cache-l2-timeout) and counts as a miss when it loses; while the connection is down,
-// commands fail at once (no offline queue) and ioredis reconnects in the background.
+// commands fail at once (no offline queue) and ioredis reconnects in the background; a Redis
+// that stops answering without closing is taken as down (socketTimeout), so commands cannot pile up.
 // Failures are counted (ugate_cache_l2_errors_total) and logged at most once per interval.
 import Redis from 'ioredis';
 import { Packr } from 'msgpackr';
@@ -15,6 +16,10 @@ const FORMAT = 1;
 /** Kept this long past the end of its usefulness, so a stale entry can still be revalidated. */
 const KEEP_FOR_REVALIDATION_S = 60;
 const LOG_INTERVAL_MS = 10_000;
+/** A Redis that sends nothing back for this long (or 4 × --cache-l2-timeout, if longer) while
+ * commands wait is taken as down: the connection is dropped, what waited fails, and ioredis
+ * reconnects. */
+const DEAD_AFTER_MS = 1000;
 
 const packr = new Packr({ useRecords: false });
 
@@ -35,6 +40,11 @@ export class RedisL2 {
       connectTimeout: 1000,
       retryStrategy: (times) => Math.min(100 * times, 2000),
       lazyConnect: false,
+      // A Redis that stalls without closing (hung, or a network that drops packets) keeps the
+      // connection up, and every command sent meanwhile waited on it for good, a SET holding its
+      // whole entry: a worker grew by each cache miss's body (8,000 misses of 20 KB: +390 MB)
+      // until Redis answered again, if ever.
+      socketTimeout: Math.max(DEAD_AFTER_MS, 4 * timeoutMs),
     });
     this.redis.on('error', (err: Error) => this.failed('connection', err));
   }

@@ -103,10 +103,16 @@ export class UpstreamHandler {
     }
     // Part of the body already left: cut the connection so the client can tell the response
     // is incomplete. Never end it as if it were whole.
-    x.phase = Phase.Done;
-    x.res.close();
-    record(x);
+    cutResponse(x);
   }
+}
+
+/** The response head (and maybe body) went out: no other answer can replace it, so the client's
+ * connection is cut, and the client sees an incomplete response, never a fake complete one. */
+export function cutResponse(x: Exchange): void {
+  x.phase = Phase.Done;
+  x.res.close();
+  record(x);
 }
 
 /** uWS onAborted: the client went away. */

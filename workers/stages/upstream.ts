@@ -8,7 +8,7 @@ import { Phase } from '../exchange';
 import { RequestBody } from '../request-body';
 import { respondError } from '../respond';
 import { connectionNamed, VIA } from '../http-fields';
-import { UpstreamHandler } from './stream-back';
+import { cutResponse, UpstreamHandler } from './stream-back';
 
 export function upstream(x: Exchange): void {
   if (x.connection !== null) dropConnectionNamed(x);
@@ -84,8 +84,11 @@ function onClientData(x: Exchange, chunk: ArrayBuffer, isLast: boolean): void {
   if (max > 0 && x.bytesIn > max) {
     // Chunked bodies have no declared length: the limit is enforced while streaming.
     // Answer first: aborting may call the handler's onError synchronously, which would
-    // otherwise answer 502 for what is the client's 413.
-    respondError(x, E.BODY_TOO_LARGE);
+    // otherwise answer 502 for what is the client's 413. A backend that answered early has its
+    // head out already: a 413 written then went into the body (its status line and fields as
+    // body bytes, then a proper end), so the connection is cut instead.
+    if (x.phase === Phase.Streaming && !x.headPending) cutResponse(x);
+    else respondError(x, E.BODY_TOO_LARGE);
     if (x.abortUpstream !== null) x.abortUpstream();
     if (x.body !== null) x.body.destroy();
     return;

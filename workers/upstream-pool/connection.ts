@@ -219,7 +219,12 @@ export class Connection implements ResponseSink {
       }
       if (!ok) {
         body.pause();
-        socket.once('drain', () => body.resume());
+        // The backend takes no more of the upload: its headers wait runs until it does, as
+        // undici's does while its socket needs a drain. Untimed, a backend that stopped reading
+        // held the request, its connection and the paused client (whose leaving a paused uWS
+        // socket does not report) for good.
+        this.startHeadersWait();
+        socket.once('drain', () => this.drained(body));
       }
     };
     const onEnd = (): void => {
@@ -238,6 +243,12 @@ export class Connection implements ResponseSink {
     body.once('end', onEnd);
     body.once('close', onGone);
     body.once('error', onGone);
+  }
+
+  /** The backend took the upload's backlog: the client's pace is not the backend's to answer for. */
+  private drained(body: Readable): void {
+    if (this.body === body && this.waiting === Wait.Headers) this.deadline = 0;
+    body.resume();
   }
 
   /** Stop sending the body: what the client still sends is dropped. */
