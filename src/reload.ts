@@ -1,7 +1,8 @@
 // SIGHUP: re-read the config (same flags, the file read again), validate it, and hand it to
 // the workers without dropping a request. Routes, backends, per-route settings, trusted
 // proxies and the header limit change; settings bound at start (listen, admin, workers,
-// demo-origin, allow-js-fallback, drain-timeout) keep their old value, with a warning.
+// demo-origin, allow-js-fallback, drain-timeout, and the cache, which each worker builds once
+// with its size, policy and Redis connection) keep their old value, with a warning.
 // A config that does not validate is refused with its error and the old one stays.
 import type { BackendAdmin } from './backend-admin';
 import { BackendRowAllocator } from './backend-rows';
@@ -13,7 +14,7 @@ import { ConfigError } from './shared/errors';
 import type { Supervisor } from './supervisor';
 import type { TelemetryAggregate } from './telemetry';
 
-const FIXED: readonly (keyof GatewayConfig)[] = ['listen', 'admin', 'workers', 'demoOrigin', 'allowJsFallback', 'drainTimeoutMs'];
+const FIXED: readonly (keyof GatewayConfig)[] = ['listen', 'admin', 'workers', 'demoOrigin', 'allowJsFallback', 'drainTimeoutMs', 'cache'];
 
 export class Reloader {
   private gen = 0;

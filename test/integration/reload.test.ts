@@ -272,3 +272,22 @@ describe('SIGHUP reload and retries', () => {
     expect(c.seen.length).toBe(1);
   });
 });
+
+describe('SIGHUP reload and settings bound at start', () => {
+  // The L1 cache is built once per worker with its size and policy: a reload that changed
+  // cache-size or cache-default-ttl used to be taken silently with no effect at all.
+  it('a changed cache setting is kept, with a warning that it changes only on restart; the cache goes on serving', async () => {
+    const o = await startOrigin((_req, res) => res.writeHead(200, { 'cache-control': 'max-age=600' }).end('cached body'));
+    started.push(o);
+    const file = configFile(`upstream:\n  - ${o.url}\ncache-size: 1mb\n`);
+    h = await startUgate(['--config', file], { workers: 1 });
+    expect((await fetch(h.url + '/c')).headers.get('x-cache')).toBe('MISS');
+    await reloadWith(h, file, `upstream:\n  - ${o.url}\ncache-size: 2mb\ncache-default-ttl: 5s\n`, 1);
+    expect(h.output()).toMatch(/reload: cache changes only on restart; keeping \{"size":1048576/);
+    const again = await fetch(h.url + '/c');
+    expect([again.headers.get('x-cache'), await again.text()]).toEqual(['HIT', 'cached body']);
+    expect(o.seen.length).toBe(1);
+    await h.stop();
+    h = null;
+  });
+});
