@@ -82,7 +82,7 @@ async function main(argv: string[]): Promise<void> {
     fail(EXIT_RUNTIME, (err as Error).message);
   }
 
-  announce(config, port, admin, demo !== null);
+  announce(config, port, admin, demo !== null, supervisor.heapLimitBytes);
   installSignals(config, supervisor, admin, demo);
   const reloader = new Reloader(argv, config, supervisor, aggregate, allocator, health, backendTable, backendAdmin);
   process.on('SIGHUP', () => {
@@ -91,11 +91,12 @@ async function main(argv: string[]): Promise<void> {
   });
 }
 
-function announce(config: GatewayConfig, port: number, admin: AdminServer | null, demo: boolean): void {
+function announce(config: GatewayConfig, port: number, admin: AdminServer | null, demo: boolean, heapLimitBytes: number): void {
   const host = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? '127.0.0.1' : config.listen.host;
   const proxy = `http://${formatHostPort({ host, port })}`;
   const lines = [`ugate ${VERSION} listening on ${proxy} with ${workersText(config)}`];
   if (admin) lines.push(`admin API on http://${formatHostPort({ host: config.admin!.host, port: admin.port })} (/health /ready /metrics /stats)`);
+  if (config.cache) lines.push(`L1 cache: ${Math.round(config.cache.size / 2 ** 20)} MiB per worker, worker heap limit ${Math.round(heapLimitBytes / 2 ** 20)} MiB`);
   lines.push(...routeLines(config));
   if (demo) {
     lines.push('try:', `  curl ${proxy}/`, `  curl -o /dev/null -w '%{size_download} bytes\\n' ${proxy}/bytes/1048576`, `  curl -d 'hello' ${proxy}/echo`);

@@ -1,7 +1,8 @@
 // Worker supervision: spawn the proxy workers, replace any that dies (counted and logged),
 // collect their telemetry from the rings, and drain them on shutdown.
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { getHeapStatistics } from 'node:v8';
+import { Worker, type ResourceLimits } from 'node:worker_threads';
 import type { GatewayConfig } from './config/config';
 import { log } from './log';
 import type { BackendTable, BackendRows } from './shared/backend-table';
@@ -16,6 +17,18 @@ import { purgeRedis } from '../workers/cache/redis-store';
 const WORKER_SCRIPT = join(__dirname, '..', 'workers', 'proxy-worker.js');
 /** How long a worker gets to exit after being told to close every connection. */
 const CLOSE_GRACE_MS = 3000;
+/** Heap a worker needs besides its L1 cache: requests, pools, cache fills under way. */
+const HEAP_BESIDES_CACHE_MB = 1024;
+
+/** V8 gives each worker its own heap limit (the same as main's: ~4 GiB on 64-bit). Bodies live
+ * outside that heap, but an entry's objects (~1-2 KiB, store.ts) do not: an L1 cache of small
+ * answers near or above the limit would end the worker out of memory once full, and its
+ * replacement again. The limit is raised to hold all of the cache and the rest; never lowered. */
+export function workerResourceLimits(config: GatewayConfig): ResourceLimits | undefined {
+  if (config.cache === null) return undefined;
+  const needMb = Math.ceil(config.cache.size / 2 ** 20) + HEAP_BESIDES_CACHE_MB;
+  return needMb > getHeapStatistics().heap_size_limit / 2 ** 20 ? { maxOldGenerationSizeMb: needMb } : undefined;
+}
 
 export type WorkerPhase = 'starting' | 'listening' | 'draining' | 'exited';
 
@@ -44,6 +57,9 @@ export class Supervisor {
   private rows: BackendRows;
   private gen = 0;
 
+  /** V8's heap limit as the last worker to start reported it (workerResourceLimits). */
+  heapLimitBytes = 0;
+
   constructor(private config: GatewayConfig, private readonly aggregate: TelemetryAggregate, table: BackendTable, rows: BackendRows) {
     this.rows = rows;
     this.table = table;
@@ -71,7 +87,7 @@ export class Supervisor {
     const telemetryRing = createRing(TELEMETRY_RING_BYTES);
     const controlRing = createRing(CONTROL_RING_BYTES);
     const init: WorkerInit = { index, config: this.config, port: this.port, telemetryRing, controlRing, backendTable: this.table.buffer, backendRows: this.rows, gen: this.gen };
-    const worker = new Worker(WORKER_SCRIPT, { workerData: init, name: `ugate-proxy-${index}` });
+    const worker = new Worker(WORKER_SCRIPT, { workerData: init, name: `ugate-proxy-${index}`, resourceLimits: workerResourceLimits(this.config) });
     const slot: Slot = {
       index,
       worker,
@@ -91,7 +107,10 @@ export class Supervisor {
   private whenListening(slot: Slot): Promise<number> {
     return new Promise((resolve, reject) => {
       const onMessage = (event: WorkerEvent) => {
-        if (event.type === 'listening') resolve(event.port);
+        if (event.type === 'listening') {
+          this.heapLimitBytes = event.heapLimitBytes;
+          resolve(event.port);
+        }
         else if (event.type === 'listen-failed') reject(new Error(event.reason));
         else return;
         slot.worker.off('message', onMessage);

@@ -1,6 +1,7 @@
 // A proxy worker thread: its own uWS app on the shared listen port (SO_REUSEPORT: the kernel
 // spreads accepted connections), its own undici pools, its own telemetry.
 // Talks to the main thread through two rings: telemetry out, control in.
+import { getHeapStatistics } from 'node:v8';
 import { parentPort, workerData } from 'node:worker_threads';
 import uWS from 'uWebSockets.js';
 import type { GatewayConfig } from '../src/config/config';
@@ -30,7 +31,7 @@ export interface WorkerInit {
 
 /** Messages to the main thread outside the rings: lifecycle events, once each. */
 export type WorkerEvent =
-  | { type: 'listening'; port: number }
+  | { type: 'listening'; port: number; heapLimitBytes: number }
   | { type: 'listen-failed'; reason: string }
   | { type: 'drained' }
   | { type: 'cache-purged'; id: number; removed: number };
@@ -74,7 +75,7 @@ app.listen(init.config.listen.host, init.port, (socket) => {
     const host = init.config.listen.host === '0.0.0.0' || init.config.listen.host === '::' ? '127.0.0.1' : init.config.listen.host;
     state.cache.warm(state, host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
   }
-  send({ type: 'listening', port });
+  send({ type: 'listening', port, heapLimitBytes: getHeapStatistics().heap_size_limit });
 });
 
 const telemetryTimer = setInterval(flushTelemetry, TELEMETRY_INTERVAL_MS);

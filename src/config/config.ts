@@ -2,6 +2,7 @@
 // Every error names the field (flag or YAML path) and the bad value.
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { totalmem } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../shared/errors';
 import { parseDuration, parseSize } from '../shared/units';
@@ -267,11 +268,11 @@ export function buildConfig(raw: RawSettings, configFile: string | null): Gatewa
     demoOrigin,
     allowJsFallback: get('allow-js-fallback') as boolean,
     routes,
-    cache: buildCacheConfig(get),
+    cache: buildCacheConfig(get, get('workers') as number),
   });
 }
 
-function buildCacheConfig(get: (name: string) => unknown): CacheConfig | null {
+function buildCacheConfig(get: (name: string) => unknown, workers: number): CacheConfig | null {
   const size = get('cache-size') as number;
   const maxEntry = get('cache-max-entry') as number;
   const warm = (get('cache-warm') as string[] | undefined) ?? [];
@@ -290,6 +291,11 @@ function buildCacheConfig(get: (name: string) => unknown): CacheConfig | null {
     return null;
   }
   if (maxEntry > size) throw new ConfigError('cache-max-entry', `${maxEntry} is larger than cache-size ${size}`);
+  // Each worker fills its own L1: what no machine could hold is refused now, not hours later
+  // by the kernel's OOM killer.
+  if (size * workers > totalmem()) {
+    throw new ConfigError('cache-size', `${size} bytes per worker × ${workers} workers is more than this machine's memory (${totalmem()} bytes)`);
+  }
   return {
     size, maxEntry, defaultTtlMs, setCookie, warm, redis, l2TimeoutMs,
   };

@@ -3,8 +3,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
+import { getHeapStatistics } from 'node:v8';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OPTIONS } from '../../src/config/options';
 import { closedPort, startOrigin, type Origin } from '../helpers/origin';
@@ -172,6 +173,15 @@ describe('usage and config errors exit 2 with one line naming the field', () => 
     const line = expectOneLine(stderr);
     expect(line).toMatch(/^ugate: upstream: /);
     expect(line).toContain('"not-a-url"');
+  });
+
+  it('--cache-size more than this machine holds, per worker × workers', async () => {
+    const perWorkerMiB = Math.ceil(totalmem() / 2 / 2 ** 20) + 1;
+    const { code, stderr } = await runCli(['--upstream', 'http://127.0.0.1:1', '--workers', '2', '--cache-size', `${perWorkerMiB}mb`]);
+    expect(code).toBe(2);
+    const line = expectOneLine(stderr);
+    expect(line).toMatch(/^ugate: cache-size: /);
+    expect(line).toContain(`× 2 workers is more than this machine's memory (${totalmem()} bytes)`);
   });
 
   it('--connect-timeout 5parsecs', async () => {
@@ -435,5 +445,33 @@ describe('a config file with routes', () => {
       throw new Error(`${err}: byRoute=${JSON.stringify((await ugate.stats()).requests.byRoute)}`);
     });
     expect(Object.keys(byRoute).sort()).toEqual(['api', 'default', 'hosted']);
+  });
+});
+
+describe('a large L1 cache and the workers\' heap', () => {
+  // V8 gives each worker a heap limit of its own (this machine's default, as in this process);
+  // a --cache-size near or above it ended the worker out of memory once the cache filled, and
+  // its replacement after it. The workers now get a limit that holds the cache and 1 GiB more.
+  const defaultMiB = Math.round(getHeapStatistics().heap_size_limit / 2 ** 20);
+  const cacheMiB = defaultMiB + 256;
+  it.skipIf(cacheMiB * 2 ** 20 > totalmem())(`--cache-size ${cacheMiB}mb (above the default limit of ${defaultMiB} MiB) raises the worker's`, async () => {
+    const u = await startUgate(['--upstream', 'http://127.0.0.1:1', '--cache-size', `${cacheMiB}mb`], { workers: 1 });
+    try {
+      const m = /L1 cache: (\d+) MiB per worker, worker heap limit (\d+) MiB/.exec(u.output());
+      expect(m).not.toBeNull();
+      expect(Number(m![1])).toBe(cacheMiB);
+      expect(Number(m![2])).toBeGreaterThanOrEqual(cacheMiB + 1024);
+    } finally {
+      await u.stop();
+    }
+  });
+
+  it('a small cache keeps the default limit', async () => {
+    const u = await startUgate(['--upstream', 'http://127.0.0.1:1', '--cache-size', '64mb'], { workers: 1 });
+    try {
+      expect(u.output()).toContain(`L1 cache: 64 MiB per worker, worker heap limit ${defaultMiB} MiB`);
+    } finally {
+      await u.stop();
+    }
   });
 });
