@@ -26,6 +26,13 @@ export function prometheusText(agg: TelemetryAggregate, phases: readonly WorkerP
   out.push('# HELP ugate_in_flight_requests Requests sent upstream and not yet finished, at the last telemetry frame.');
   out.push('# TYPE ugate_in_flight_requests gauge');
   out.push(`ugate_in_flight_requests ${agg.workerInFlight.reduce((a, b) => a + (b ?? 0), 0)}`);
+  // Per worker: its L1 cache, requests and pools live on its own V8 heap, under its own limit.
+  out.push('# HELP ugate_worker_heap_bytes V8 heap of a proxy worker at its last telemetry frame: used, external (Buffers: bodies, cached bodies) and limit.');
+  out.push('# TYPE ugate_worker_heap_bytes gauge');
+  agg.workerHeap.forEach((h, w) => {
+    if (!h) return;
+    out.push(`ugate_worker_heap_bytes{worker="${w}",kind="used"} ${h[0]}`, `ugate_worker_heap_bytes{worker="${w}",kind="external"} ${h[1]}`, `ugate_worker_heap_bytes{worker="${w}",kind="limit"} ${h[2]}`);
+  });
   out.push('# HELP ugate_workers Proxy worker threads by phase.');
   out.push('# TYPE ugate_workers gauge');
   for (const phase of ['starting', 'listening', 'draining', 'exited'] as const) {
@@ -68,6 +75,7 @@ export function statsJson(agg: TelemetryAggregate, phases: readonly WorkerPhase[
       phase,
       requests: agg.workerRequests[index] ?? 0,
       inFlight: agg.workerInFlight[index] ?? 0,
+      heap: heapJson(agg.workerHeap[index] ?? null),
     })),
     workerRestarts: agg.workerRestarts,
     telemetryDroppedFrames: agg.telemetryDropped,
@@ -115,4 +123,8 @@ function cacheMetrics(agg: TelemetryAggregate, out: string[]): void {
 
 function cacheStats(agg: TelemetryAggregate): object {
   return { ...agg.cache!, ...cacheSize(agg) };
+}
+
+function heapJson(h: readonly [number, number, number] | null): { usedBytes: number; externalBytes: number; limitBytes: number } | null {
+  return h === null ? null : { usedBytes: h[0], externalBytes: h[1], limitBytes: h[2] };
 }

@@ -19,6 +19,8 @@ export class TelemetryAggregate {
   readonly latency = hdr.build({ bitBucketSize: 64, autoResize: true, numberOfSignificantValueDigits: 3, useWebAssembly: false });
   readonly workerRequests: number[] = [];
   readonly workerInFlight: number[] = [];
+  /** Per worker: [heap used, external, heap limit] bytes at its last frame; null once it exited. */
+  readonly workerHeap: (readonly [number, number, number] | null)[] = [];
   workerRestarts = 0;
   /** Frames dropped by every telemetry ring there ever was (see countDropped). */
   telemetryDropped = 0;
@@ -82,6 +84,7 @@ export class TelemetryAggregate {
     this.routeNames = this.namesByGen.get(frame.gen) ?? this.routeNames;
     if (frame.cache !== undefined) this.addCache(w, frame.cache);
     this.workerInFlight[w] = frame.inFlight;
+    this.workerHeap[w] = frame.heap;
     const r = frame.requests;
     let workerTotal = 0;
     for (let i = 0; i < r.length; i += 3) {
@@ -111,6 +114,7 @@ export class TelemetryAggregate {
    * frame has been drained by then. */
   workerGone(w: number): void {
     this.workerInFlight[w] = 0;
+    this.workerHeap[w] = null;
     if (this.cacheSize[w]) this.cacheSize[w] = [0, 0, 0];
   }
 

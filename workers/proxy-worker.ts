@@ -83,7 +83,8 @@ void controlLoop();
 
 function flushTelemetry(): void {
   // A full ring drops the frame (counted by the ring); the data path never waits for main.
-  const frame = state.telemetry.takeFrame(state.inFlight);
+  const h = getHeapStatistics();
+  const frame = state.telemetry.takeFrame(state.inFlight, [h.used_heap_size, h.external_memory, h.heap_size_limit]);
   telemetryOut.write(state.cache ? { ...frame, cache: state.cache.takeTelemetry() } : frame);
 }
 

@@ -36,7 +36,7 @@ export class WorkerTelemetry {
   }
 
   /** The deltas since the last call, then reset. */
-  takeFrame(inFlight: number): TelemetryFrame {
+  takeFrame(inFlight: number, heap: readonly [number, number, number]): TelemetryFrame {
     const requests: number[] = [];
     const durations: number[] = [];
     let hdrText: string | null = null;
@@ -57,6 +57,6 @@ export class WorkerTelemetry {
       this.latency.reset();
       this.recorded = 0;
     }
-    return { t: 'telemetry', worker: this.worker, requests, durations, hdr: hdrText, inFlight, gen: this.gen };
+    return { t: 'telemetry', worker: this.worker, requests, durations, hdr: hdrText, inFlight, heap, gen: this.gen };
   }
 }

@@ -21,6 +21,8 @@ export interface TelemetryFrame {
   /** Latency histogram (microseconds) of this interval, hdr-histogram-js compressed base64; null if empty. */
   readonly hdr: string | null;
   readonly inFlight: number;
+  /** This worker's V8 heap: bytes used, external bytes (Buffers: bodies, cached bodies), limit. */
+  readonly heap: readonly [used: number, external: number, limit: number];
   /** Config generation the route indexes refer to (0 = the config at start; +1 per reload). */
   readonly gen: number;
   /** Response cache counters (deltas) and size (current); absent when caching is off. */

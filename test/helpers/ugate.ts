@@ -28,7 +28,7 @@ export interface Ugate {
 export interface Stats {
   requests: { total: number; byStatus: Record<string, number>; byRoute: Record<string, number> };
   latencyMs: Record<string, number>;
-  workers: { index: number; phase: string; requests: number; inFlight: number }[];
+  workers: { index: number; phase: string; requests: number; inFlight: number; heap: { usedBytes: number; externalBytes: number; limitBytes: number } | null }[];
   workerRestarts: number;
   backends: BackendRow[];
   /** Response cache counters; absent when the cache is off. */

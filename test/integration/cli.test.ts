@@ -466,6 +466,34 @@ describe('a large L1 cache and the workers\' heap', () => {
     }
   });
 
+  it('/metrics and /stats show each worker\'s heap: its limit, and cached bodies in external memory', async () => {
+    const body = Buffer.alloc(8192, 'cached body ');
+    const o = await startOrigin((_req, res) => res.writeHead(200, { 'cache-control': 'max-age=600' }).end(body));
+    const u = await startUgate(['--upstream', o.url, '--cache-size', '64mb'], { workers: 1 });
+    const heap = async (kind: string) => {
+      const m = new RegExp(`^ugate_worker_heap_bytes\\{worker="0",kind="${kind}"\\} (\\d+)$`, 'm').exec(await u.metrics());
+      return m === null ? -1 : Number(m[1]);
+    };
+    try {
+      const limit = await eventually(async () => (await heap('limit')) > 0 && heap('limit'));
+      // A 64 MiB cache needs no more than V8's default, the same as this process's.
+      expect(limit).toBe(getHeapStatistics().heap_size_limit);
+      const before = await heap('external');
+      for (let i = 0; i < 2000; i += 50) {
+        await Promise.all(Array.from({ length: 50 }, (_, j) => fetch(`${u.url}/item/${i + j}`).then((r) => r.arrayBuffer())));
+      }
+      // 2,000 entries of 8 KiB held by the cache: at least 16 MB more outside the V8 heap.
+      await eventually(async () => (await heap('external')) - before >= 16_000_000 || undefined);
+      expect(await heap('used')).toBeGreaterThan(0);
+      const row = (await u.stats()).workers[0];
+      expect(row.heap!.limitBytes).toBe(limit);
+      expect(row.heap!.externalBytes).toBeGreaterThanOrEqual(before + 16_000_000);
+    } finally {
+      await u.stop();
+      await o.close();
+    }
+  });
+
   it('a small cache keeps the default limit', async () => {
     const u = await startUgate(['--upstream', 'http://127.0.0.1:1', '--cache-size', '64mb'], { workers: 1 });
     try {

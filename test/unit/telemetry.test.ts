@@ -22,7 +22,7 @@ function droppedMetric(agg: TelemetryAggregate): number {
 }
 
 function frame(worker: number, gen: number, route = 0): TelemetryFrame {
-  return { t: 'telemetry', worker, requests: [route, 200, 1], durations: [], hdr: null, inFlight: 0, gen };
+  return { t: 'telemetry', worker, requests: [route, 200, 1], durations: [], hdr: null, inFlight: 0, heap: [1, 2, 3], gen };
 }
 
 describe('telemetry aggregate: dropped frames', () => {
