@@ -254,12 +254,13 @@ export function buildConfig(raw: RawSettings, configFile: string | null): Gatewa
   if (admin && demoOrigin && sameAddress(admin, demoOrigin)) throw new ConfigError('demo-origin', `${formatHostPort(demoOrigin)} is the admin address; use another port`);
   const trusted = (get('trusted-proxy') as string[] | undefined) ?? [];
   for (const ip of trusted) if (!isIP(ip)) throw new ConfigError('trusted-proxy', `"${ip}" is not an IP address`);
+  const workers = get('workers') as number;
 
   return deepFreeze({
     configFile,
     listen,
     admin,
-    workers: get('workers') as number,
+    workers,
     drainTimeoutMs: get('drain-timeout') as number,
     maxHeaderSize: get('max-header-size') as number,
     trustedProxies: trusted,
@@ -268,7 +269,7 @@ export function buildConfig(raw: RawSettings, configFile: string | null): Gatewa
     demoOrigin,
     allowJsFallback: get('allow-js-fallback') as boolean,
     routes,
-    cache: buildCacheConfig(get, get('workers') as number),
+    cache: buildCacheConfig(get, workers),
   });
 }
 

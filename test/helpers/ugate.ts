@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { onTestFinished } from 'vitest';
 import type { BackendRow } from '../../src/backend-admin';
 
 export const ROOT = resolve(__dirname, '..', '..');
@@ -85,6 +86,15 @@ export async function startUgate(args: string[], opts: { workers?: number; env?:
     },
   };
   return u;
+}
+
+/** startUgate for one test: stopped when that test ends, passed or failed. */
+export async function startUgateForTest(args: string[], opts: { workers?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Ugate> {
+  const g = await startUgate(args, opts);
+  onTestFinished(async () => {
+    await g.stop();
+  });
+  return g;
 }
 
 /** Run the CLI to completion (for flag errors, --help). */

@@ -2,21 +2,10 @@
 // counts as a pass (a whole 2xx/3xx answer within health-timeout), and what the checker costs
 // a backend (one connection per check, closed with it, never two checks at once).
 import type { Socket } from 'node:net';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { startRawOrigin } from '../helpers/origin';
 import { onRequestHeads } from '../helpers/raw';
-import { eventually, sleep, startUgate, type Ugate } from '../helpers/ugate';
-
-const started: { close(): Promise<unknown> }[] = [];
-let u: Ugate | null = null;
-
-afterEach(async () => {
-  await u?.stop();
-  u = null;
-});
-afterAll(async () => {
-  for (const s of started) await s.close().catch(() => {});
-});
+import { eventually, sleep, startUgateForTest, type Ugate } from '../helpers/ugate';
 
 interface Conn {
   /** What the checker sent on this connection. */
@@ -36,7 +25,7 @@ async function backend(answer: (sock: Socket) => void) {
     sock.once('close', () => (c.closed = true));
     onRequestHeads(sock, () => answer(sock));
   });
-  started.push(o);
+  onTestFinished(() => o.close());
   return { url: o.url, conns, open: () => conns.filter((c) => !c.closed).length, maxOpen: () => maxOpen };
 }
 
@@ -57,8 +46,8 @@ function flood(sock: Socket): void {
 
 const TIMING = ['--health-path', '/h', '--health-interval', '300ms', '--health-timeout', '150ms', '--health-fall', '1', '--health-rise', '1'];
 
-async function healthy(url: string): Promise<boolean> {
-  return (await u!.stats()).backends.find((b) => b.url === url)!.healthy;
+async function healthy(u: Ugate, url: string): Promise<boolean> {
+  return (await u.stats()).backends.find((b) => b.url === url)!.healthy;
 }
 
 describe('active health checks', () => {
@@ -82,8 +71,8 @@ describe('active health checks', () => {
       flood(s);
     });
     const hostile = [headOnly, trickle, endlessChunks, untilClose, truncated, endless];
-    u = await startUgate([...hostile.flatMap((b) => ['--upstream', b.url]), ...TIMING]);
-    for (const b of hostile) await eventually(async () => !(await healthy(b.url)), 3000);
+    const u = await startUgateForTest([...hostile.flatMap((b) => ['--upstream', b.url]), ...TIMING]);
+    for (const b of hostile) await eventually(async () => !(await healthy(u, b.url)), 3000);
     // The endless body is not read to the timeout (nor into memory): the checker hangs up, and
     // the main thread still answers at once.
     await eventually(() => endless.conns.length >= 3 && endless.open() <= 1, 3000);
@@ -105,21 +94,20 @@ describe('active health checks', () => {
     // A close-delimited body of 200 KiB, sent whole: more than undici's dump() keeps, a real page.
     const big = await backend((s) => s.end(`HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n${'x'.repeat(200 * 1024)}`));
     const all = [...good, big];
-    u = await startUgate([...all.flatMap((b) => ['--upstream', b.url]), ...TIMING]);
+    const u = await startUgateForTest([...all.flatMap((b) => ['--upstream', b.url]), ...TIMING]);
     await eventually(() => all.every((b) => b.conns.length >= 3), 3000);
-    for (const b of all) expect(await healthy(b.url)).toBe(true);
+    for (const b of all) expect(await healthy(u, b.url)).toBe(true);
     expect(u.output()).not.toContain('is down');
   });
 
   it('a backend that never answers gets one connection per check, closed at health-timeout, never two at once', async () => {
     const silent = await backend(() => {});
     const t0 = Date.now();
-    u = await startUgate(['--upstream', silent.url, ...TIMING]);
-    await eventually(async () => !(await healthy(silent.url)), 3000);
+    const u = await startUgateForTest(['--upstream', silent.url, ...TIMING]);
+    await eventually(async () => !(await healthy(u, silent.url)), 3000);
     await sleep(2000);
     const elapsed = Date.now() - t0;
     await u.stop();
-    u = null;
     // Each check: 150 ms timeout, then 300 ms to the next. An aborted request used to make
     // undici's pool open a second, empty connection (sometimes left idle for its 4 s keep-alive).
     const empty = silent.conns.filter((c) => !c.received.startsWith('GET /h HTTP/1.1')).length;

@@ -428,27 +428,37 @@ describe('lean upstream client: a latin-1 reason phrase served from the cache', 
   });
 });
 
+/** A raw backend answering the first request on each connection with "ok" and breaking the
+ * connection with `onSecond` on the second; records each request line with its connection. */
+function closesOnSecondRequest(seen: { line: string; conn: number }[], onSecond: (sock: Socket) => void) {
+  let conns = 0;
+  return startRawOrigin((sock) => {
+    const conn = ++conns;
+    let n = 0;
+    let pending = '';
+    sock.on('data', (d: Buffer) => {
+      pending += d.toString('latin1');
+      const at = pending.indexOf('\r\n\r\n');
+      if (at < 0) return;
+      const line = pending.slice(0, pending.indexOf('\r\n'));
+      const length = Number(/content-length: *(\d+)/i.exec(pending.slice(0, at))?.[1] ?? 0);
+      if (pending.length < at + 4 + length) return;
+      pending = '';
+      seen.push({ line, conn });
+      if (++n === 2) onSecond(sock);
+      else sock.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    });
+  });
+}
+
 describe('lean upstream client: a keep-alive connection closed under the second request', () => {
   // The origin answers the first request on each connection and drops the connection, without
   // a byte, on the second: what a backend closing an idle connection looks like to ugate.
   let origin: Awaited<ReturnType<typeof startRawOrigin>>;
-  const seen: string[] = [];
+  const seen: { line: string; conn: number }[] = [];
   let u: Ugate;
   beforeAll(async () => {
-    origin = await startRawOrigin((sock) => {
-      let n = 0;
-      let pending = '';
-      sock.on('data', (d: Buffer) => {
-        pending += d.toString('latin1');
-        const at = pending.indexOf('\r\n\r\n');
-        if (at < 0) return;
-        const line = pending.slice(0, pending.indexOf('\r\n'));
-        pending = '';
-        seen.push(line);
-        if (++n === 2) sock.destroy();
-        else sock.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
-      });
-    });
+    origin = await closesOnSecondRequest(seen, (sock) => sock.destroy());
     u = await startUgate(['--upstream', origin.url, '--retries', '0'], { workers: 1 });
   });
   afterAll(async () => {
@@ -462,7 +472,7 @@ describe('lean upstream client: a keep-alive connection closed under the second 
     const r = await fetch(u.url + '/again');
     expect(r.status).toBe(200);
     expect(await r.text()).toBe('ok');
-    expect(seen).toEqual(['GET /again HTTP/1.1', 'GET /again HTTP/1.1']);
+    expect(seen.map((x) => x.line)).toEqual(['GET /again HTTP/1.1', 'GET /again HTTP/1.1']);
   });
 
   it('a POST is never re-sent: 502, and the backend saw it once', async () => {
@@ -471,7 +481,7 @@ describe('lean upstream client: a keep-alive connection closed under the second 
     const r = await fetch(u.url + '/order', { method: 'POST', body: 'pay 10' });
     expect(r.status).toBe(502);
     expect(r.headers.get('x-ugate-error')).toBe('UGATE_ERR_UPSTREAM_RESET');
-    expect(seen).toEqual(['POST /order HTTP/1.1']);
+    expect(seen.map((x) => x.line)).toEqual(['POST /order HTTP/1.1']);
   });
 });
 
@@ -678,36 +688,23 @@ describe('lean upstream client: empty lines a backend sends after a complete res
   // A few such empty lines are harmless (RFC 9112 §2.2); any more, or any other byte, are not.
   const CHUNKED = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n';
   const OK = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
+  /** Writes `now`, then `then` 10 ms later (in a read of its own). */
+  const later = (now: string, then: string) => (s: Socket) => {
+    s.write(now);
+    setTimeout(() => s.write(then), 10);
+  };
   const AFTER: Record<string, (sock: Socket) => void> = {
     '/length-crlf': (s) => s.write(OK + '\r\n'),
     '/chunked-crlf': (s) => s.write(CHUNKED + '\r\n'),
     '/length-lf': (s) => s.write(OK + '\n'),
     '/four-lines': (s) => s.write(OK + '\r\n\n\r\n\r\n'),
-    '/crlf-later': (s) => {
-      s.write(OK);
-      setTimeout(() => s.write('\r\n'), 10);
-    },
-    '/cr-then-lf-later': (s) => {
-      s.write(OK + '\r');
-      setTimeout(() => s.write('\n'), 10);
-    },
-    '/two-then-two-later': (s) => {
-      s.write(CHUNKED + '\r\n\r\n');
-      setTimeout(() => s.write('\r\n\r\n'), 10);
-    },
+    '/crlf-later': later(OK, '\r\n'),
+    '/cr-then-lf-later': later(OK + '\r', '\n'),
+    '/two-then-two-later': later(CHUNKED + '\r\n\r\n', '\r\n\r\n'),
     '/five-lines': (s) => s.write(OK + '\r\n\r\n\r\n\r\n\r\n'),
-    '/three-then-two-later': (s) => {
-      s.write(OK + '\r\n\r\n\r\n');
-      setTimeout(() => s.write('\r\n\r\n'), 10);
-    },
-    '/crlf-then-garbage-later': (s) => {
-      s.write(OK + '\r\n');
-      setTimeout(() => s.write('x\r\n'), 10);
-    },
-    '/cr-then-garbage-later': (s) => {
-      s.write(OK + '\r');
-      setTimeout(() => s.write('x'), 10);
-    },
+    '/three-then-two-later': later(OK + '\r\n\r\n\r\n', '\r\n\r\n'),
+    '/crlf-then-garbage-later': later(OK + '\r\n', 'x\r\n'),
+    '/cr-then-garbage-later': later(OK + '\r', 'x'),
     '/crlf-forever': (s) => {
       s.write(OK);
       const t = setInterval(() => (s.destroyed ? clearInterval(t) : s.write('\r\n')), 5);
@@ -771,24 +768,7 @@ describe('lean upstream client: a reused connection that gets only an empty line
   const seen: { line: string; conn: number }[] = [];
   let u: Ugate;
   beforeAll(async () => {
-    let conns = 0;
-    origin = await startRawOrigin((sock) => {
-      const conn = ++conns;
-      let n = 0;
-      let pending = '';
-      sock.on('data', (d: Buffer) => {
-        pending += d.toString('latin1');
-        const at = pending.indexOf('\r\n\r\n');
-        if (at < 0) return;
-        const line = pending.slice(0, pending.indexOf('\r\n'));
-        const length = Number(/content-length: *(\d+)/i.exec(pending.slice(0, at))?.[1] ?? 0);
-        if (pending.length < at + 4 + length) return;
-        pending = '';
-        seen.push({ line, conn });
-        if (++n === 2) sock.end('\r\n');
-        else sock.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
-      });
-    });
+    origin = await closesOnSecondRequest(seen, (sock) => sock.end('\r\n'));
     u = await startUgate(['--upstream', origin.url, '--pool-connections', '1', '--retries', '0'], { workers: 1 });
   });
   afterAll(async () => {

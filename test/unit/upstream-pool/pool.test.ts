@@ -103,17 +103,24 @@ afterEach(async () => {
   cleanup = [];
 });
 
+/** A raw backend answering the paths in `special` as they say and any other with "real PATH",
+ * and a pool of one connection to it; both closed after the test. */
+async function backendWithPool(special: Record<string, (sock: Socket) => void>, readBufferSize?: number) {
+  const backend = await rawBackend((path, sock) => (special[path] ?? ((s: Socket) => s.write(ok(`real ${path}`))))(sock));
+  const p = pool(backend.port, readBufferSize);
+  cleanup.push(backend.close, () => p.close());
+  return { backend, p };
+}
+
 describe('Http1Pool: unsolicited bytes after a complete response', () => {
   it('bytes arriving while the handler holds a complete response paused drop the connection: the request queued behind gets its own answer on a new one', async () => {
     let first: Socket | null = null;
-    const backend = await rawBackend((path, sock) => {
-      if (path === '/a') {
+    const { backend, p } = await backendWithPool({
+      '/a': (sock) => {
         first = sock;
         sock.write(ok('a'.repeat(100)));
-      } else sock.write(ok(`real ${path}`));
+      },
     });
-    const p = pool(backend.port);
-    cleanup.push(backend.close, () => p.close());
     const a = collect({ pauseAtEnd: 100 });
     p.dispatch(get('/a'), a.handler);
     await a.atEnd;
@@ -136,17 +143,16 @@ describe('Http1Pool: unsolicited bytes after a complete response', () => {
     let first: Socket | null = null;
     let sawB!: () => void;
     const bArrived = new Promise<void>((r) => (sawB = r));
-    const backend = await rawBackend((path, sock) => {
-      if (path === '/a') {
+    const { backend, p } = await backendWithPool({
+      '/a': (sock) => {
         first = sock;
         sock.write(ok('a'.repeat(100)));
-      } else {
+      },
+      '/b': (sock) => {
         sawB();
-        sock.write(ok(`real ${path}`));
-      }
+        sock.write(ok('real /b'));
+      },
     });
-    const p = pool(backend.port);
-    cleanup.push(backend.close, () => p.close());
     const a = collect({ pauseAtEnd: 100 });
     p.dispatch(get('/a'), a.handler);
     await a.atEnd;
@@ -165,14 +171,12 @@ describe('Http1Pool: unsolicited bytes after a complete response', () => {
 
   it('a chunked response whose end was read but held while its handler paused: not followed on that connection, since bytes may wait unread', async () => {
     let first: Socket | null = null;
-    const backend = await rawBackend((path, sock) => {
-      if (path === '/c') {
+    const { backend, p } = await backendWithPool({
+      '/c': (sock) => {
         first = sock;
         sock.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
-      } else sock.write(ok(`real ${path}`));
+      },
     });
-    const p = pool(backend.port);
-    cleanup.push(backend.close, () => p.close());
     // Paused on the only chunk: its terminator is held by the parser, the socket is paused.
     const c = collect({ pauseAtEnd: 5 });
     p.dispatch(get('/c'), c.handler);
@@ -193,12 +197,7 @@ describe('Http1Pool: unsolicited bytes after a complete response', () => {
     const bodyA = 'a'.repeat(89);
     const answerA = ok(bodyA);
     expect(answerA.length).toBe(128);
-    const backend = await rawBackend((path, sock) => {
-      if (path === '/a') sock.write(answerA + EVIL);
-      else sock.write(ok(`real ${path}`));
-    });
-    const p = pool(backend.port, 64);
-    cleanup.push(backend.close, () => p.close());
+    const { backend, p } = await backendWithPool({ '/a': (sock) => sock.write(answerA + EVIL) }, 64);
     const a = collect();
     const b = collect();
     p.dispatch(get('/a'), a.handler);
@@ -209,15 +208,13 @@ describe('Http1Pool: unsolicited bytes after a complete response', () => {
   });
 
   it('unsolicited bytes in the read that completes a response, and while idle: the connection is dropped, the next request gets its own answer', async () => {
-    const backend = await rawBackend((path, sock) => {
-      if (path === '/same-read') sock.write(ok('x') + EVIL);
-      else if (path === '/idle') {
+    const { backend, p } = await backendWithPool({
+      '/same-read': (sock) => sock.write(ok('x') + EVIL),
+      '/idle': (sock) => {
         sock.write(ok('y'));
         setTimeout(() => sock.write(EVIL), 20);
-      } else sock.write(ok(`real ${path}`));
+      },
     });
-    const p = pool(backend.port);
-    cleanup.push(backend.close, () => p.close());
     for (const path of ['/same-read', '/idle']) {
       const first = collect();
       p.dispatch(get(path), first.handler);
